@@ -12,6 +12,9 @@ No message ever contains the token.
     ├── TokenError                    2  no token given, or its file is unreadable / too open
     ├── ReportError                   2  the reports folder cannot be written
     ├── JournalError                  2  a run journal missing, corrupt, or from another version
+    ├── BatchRefused                  -  (internal to the chunker) the server refused one batch
+    │   ├── MalformedBatch                400 SOME PARAMETERS ARE REQUIRED: split it and retry
+    │   └── BatchTooLarge                 413 or "too large": split it, smaller batches after
     └── SendStopped                   the run stopped while sending (rows left are not_sent)
         ├── AuthRefused               4  401, or 403 "PLEASE VALIDATE TOKEN"
         ├── QuotaExhausted            3  403 "TOKEN LIMIT EXCEEDED" or --max-calls reached
@@ -76,6 +79,18 @@ class ReportError(ImporterError):
 
 class JournalError(ImporterError):
     """A run journal that is missing, corrupt or cannot be resumed."""
+
+
+class BatchRefused(ImporterError):
+    """The server refused one batch as a whole; the chunker splits it (never leaves the core)."""
+
+
+class MalformedBatch(BatchRefused):
+    """400 SOME PARAMETERS ARE REQUIRED: the batch is refused as malformed."""
+
+
+class BatchTooLarge(BatchRefused):
+    """413, or a body saying the batch is too large."""
 
 
 class SendStopped(ImporterError):
