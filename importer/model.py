@@ -48,6 +48,8 @@ class Reason:
     REJECTED_BY_SERVER = "rejected-by-server"
     PARTIAL_BATCH = "partial-batch"
     NO_COUNTS = "no-counts"
+    REFUSED_MALFORMED = "refused-malformed"
+    BATCH_FAILED = "batch-failed"
     # phone problems
     MISSING_PHONE = "missing-phone"
     NOT_A_NUMBER = "not-a-number"
@@ -95,7 +97,10 @@ class Outcome:
     raw_phone: str
     raw_days: str
     telephone: str
-    """The exact string sent (or to be sent) as ``telephone``; "" when invalid."""
+    """The exact string sent (or to be sent) as ``telephone``; "" when the phone is invalid.
+
+    Set even when only the days are invalid, so a person can see which number it was.
+    """
     days_block: int | None
     status: Status
     reason: str
