@@ -97,7 +97,7 @@ class SendOptions:
     read_timeout: float = 75.0
     ca_bundle: Path | None = None
     max_calls: int | None = None
-    max_splits: int = 6
+    max_splits: int = 10
     """How many times a batch refused as malformed/too large may be halved."""
 
 

@@ -1,0 +1,178 @@
+"""Cut the numbers into batches, send them one at a time, and judge each answer.
+
+The chunker is a generator: a batch leaves only after the caller has consumed (and committed)
+the previous ``BatchResult``. A batch the server refuses as malformed or too large is split in
+halves, a bounded number of times, so that one bad number does not sink the others.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from itertools import islice
+
+from importer.client import WolkvoxClient
+from importer.config import SendOptions
+from importer.errors import (
+    BatchFailed,
+    BatchRefused,
+    BatchTooLarge,
+    MalformedBatch,
+    UsageError,
+)
+from importer.model import BatchResult, Reason, SendItem, ServerTotals, Status
+
+MAX_BATCH_SIZE = 10_000
+"""The API's own limit of records per call."""
+
+
+def batches(items: Iterable[SendItem], size: int) -> Iterator[list[SendItem]]:
+    """Consecutive lists of at most ``size`` items, streamed.
+
+    >>> [len(b) for b in batches([SendItem(i, "3001234567", 1) for i in range(5)], 2)]
+    [2, 2, 1]
+    """
+    if not 1 <= size <= MAX_BATCH_SIZE:
+        raise UsageError(f"--batch-size must be 1 to {MAX_BATCH_SIZE} (the API's limit), not {size}")
+    source = iter(items)
+    while chunk := list(islice(source, size)):
+        yield chunk
+
+
+def verdict(items: Sequence[SendItem], totals: ServerTotals, batch: int) -> BatchResult:
+    """Judge one accepted batch from the server's counts (it never says which number)."""
+    count = len(items)
+    added, rejected, sent = totals.added, totals.rejected, totals.sent
+    said = f" (server said: {totals.msg!r})" if totals.msg else ""
+
+    def result(status: Status, reason: str, message: str) -> BatchResult:
+        return BatchResult(batch, list(items), status, reason, message, totals)
+
+    if added == 0 or (added is None and rejected == count):
+        return result(
+            Status.REJECTED,
+            Reason.REJECTED_BY_SERVER,
+            f"the server added none of the {count} numbers of batch {batch}{said}; they may "
+            "already be on the list or match one of its rules: check them with get_dnc",
+        )
+    if added is None:
+        return result(
+            Status.UNCERTAIN,
+            Reason.NO_COUNTS,
+            f"the server accepted batch {batch} ({count} numbers) but gave no usable count of "
+            f"those added{said}; check them with get_dnc",
+        )
+    consistent = rejected in (None, 0) and sent in (None, count)
+    if added == count and consistent:
+        return result(
+            Status.ADDED, Reason.ADDED, f"the server added all {count} numbers of batch {batch}"
+        )
+    if added < count and rejected in (None, count - added) and sent in (None, count):
+        message = (
+            f"the server added {added} of {count} numbers of batch {batch} and did not say "
+            "which; check them with get_dnc"
+        )
+    else:
+        message = (
+            f"the server's counts for batch {batch} do not add up: {count} numbers sent, it "
+            f"counted {_shown(sent)}, added {added}, rejected {_shown(rejected)}; check them "
+            "with get_dnc"
+        )
+    return result(Status.UNCERTAIN, Reason.PARTIAL_BATCH, message)
+
+
+def _shown(value: int | None) -> str:
+    return "?" if value is None else str(value)
+
+
+class Chunker:
+    """Sends batches sequentially and yields one ``BatchResult`` per answered batch.
+
+    ``batches_sent`` counts the batches that got a final answer or failed (split parents
+    included); ``batch_size`` is the size in use (lowered when the server finds it too large).
+    """
+
+    def __init__(
+        self,
+        client: WolkvoxClient,
+        options: SendOptions,
+        *,
+        first_batch: int = 1,
+        on_begin: Callable[[int, Sequence[SendItem]], None] | None = None,
+    ) -> None:
+        if not 1 <= options.batch_size <= MAX_BATCH_SIZE:
+            raise UsageError(
+                f"--batch-size must be 1 to {MAX_BATCH_SIZE} (the API's limit), "
+                f"not {options.batch_size}"
+            )
+        self._client = client
+        self._options = options
+        self._next_batch = first_batch
+        self._on_begin = on_begin
+        self.batch_size = options.batch_size
+        self.batches_sent = 0
+
+    def send(self, items: Iterable[SendItem]) -> Iterator[BatchResult]:
+        """Send every item; raise the ``SendStopped`` that ends the run, after its last result.
+
+        A batch stopped by auth, quota, a wrong endpoint or an interrupt yields nothing (its
+        items are still ready); a batch that failed after its retries yields a FAILED result,
+        then ``BatchFailed`` is raised on the next ``next()``.
+        """
+        source = iter(items)
+        while chunk := list(islice(source, self.batch_size)):
+            yield from self._send_batch(chunk, depth=0)
+
+    def _send_batch(self, chunk: list[SendItem], depth: int) -> Iterator[BatchResult]:
+        number = self._next_batch
+        self._next_batch += 1
+        if self._on_begin is not None:
+            self._on_begin(number, chunk)
+        client = self._client
+        try:
+            totals = client.add_dnc(chunk)
+        except BatchFailed as exc:
+            self.batches_sent += 1
+            yield self._result(number, chunk, Status.FAILED, Reason.BATCH_FAILED, str(exc))
+            raise
+        except BatchRefused as exc:
+            self.batches_sent += 1
+            yield from self._after_refusal(exc, number, chunk, depth)
+            return
+        self.batches_sent += 1
+        result = verdict(chunk, totals, number)
+        result.attempts = client.last_attempts
+        yield result
+
+    def _after_refusal(
+        self, exc: BatchRefused, number: int, chunk: list[SendItem], depth: int
+    ) -> Iterator[BatchResult]:
+        if isinstance(exc, BatchTooLarge):
+            # the server said len(chunk) is too many: later batches stay at half of it at most
+            self.batch_size = max(1, min(self.batch_size, len(chunk) // 2))
+        if len(chunk) > 1 and depth < self._options.max_splits:
+            middle = (len(chunk) + 1) // 2
+            yield from self._send_batch(chunk[:middle], depth + 1)
+            yield from self._send_batch(chunk[middle:], depth + 1)
+            return
+        splits = f" after {depth} splits" if depth else ""
+        if isinstance(exc, MalformedBatch):
+            message = (
+                f"the server refused batch {number} ({len(chunk)} numbers) as malformed"
+                f"{splits}: {self._client.last_totals.msg or exc}"
+            )
+            yield self._result(number, chunk, Status.REJECTED, Reason.REFUSED_MALFORMED, message)
+            return
+        message = (
+            f"the server still refused batch {number} ({len(chunk)} numbers) as too large"
+            f"{splits} ({exc}); the run stopped there: lower --batch-size and resume the run"
+        )
+        yield self._result(number, chunk, Status.FAILED, Reason.BATCH_FAILED, message)
+        raise BatchFailed(message) from exc
+
+    def _result(
+        self, number: int, chunk: list[SendItem], status: Status, reason: str, message: str
+    ) -> BatchResult:
+        client = self._client
+        return BatchResult(
+            number, chunk, status, reason, message, client.last_totals, client.last_attempts
+        )

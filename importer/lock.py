@@ -1,0 +1,166 @@
+"""One token, one request, across processes: an OS file lock per server + token.
+
+The lock file lives in one per-user folder that every run shares (never the reports folder),
+named by a hash of server + token so that the token never appears in a file name. Beside it a
+``.holder`` file says who holds it (pid, host, start time), so a waiting run can say who it is
+waiting for.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from datetime import UTC, datetime
+from pathlib import Path
+
+import filelock
+
+from importer.config import Token
+from importer.errors import Interrupted, LockTimeout, UsageError
+
+_HOLDER_SUFFIX = ".holder"
+_HOLDER_READ_TRIES = 5
+"""The holder writes its file just after taking the lock: re-read a few times if missing."""
+
+
+def default_lock_dir() -> Path:
+    """The per-user lock folder, created 0700.
+
+    ``$DNC_IMPORT_STATE_DIR/locks``, else ``$XDG_STATE_HOME/dnc-import/locks``, else
+    ``~/.local/state/dnc-import/locks``.
+    """
+    state = os.environ.get("DNC_IMPORT_STATE_DIR", "").strip()
+    xdg = os.environ.get("XDG_STATE_HOME", "").strip()
+    if state:
+        folder = Path(state).expanduser() / "locks"
+    elif xdg and Path(xdg).is_absolute():
+        folder = Path(xdg) / "dnc-import" / "locks"
+    else:
+        folder = Path.home() / ".local" / "state" / "dnc-import" / "locks"
+    _make_private_dir(folder)
+    return folder
+
+
+def _make_private_dir(folder: Path) -> None:
+    try:
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        folder.chmod(0o700)
+    except OSError as exc:
+        raise UsageError(
+            f"the lock folder {str(folder)!r} cannot be created or made private "
+            f"({type(exc).__name__}: {exc.strerror}): set DNC_IMPORT_STATE_DIR to a folder "
+            "of yours"
+        ) from exc
+
+
+def lock_path(lock_key: str, token: Token, lock_dir: Path | None = None) -> Path:
+    """The lock file of this server + token: a hash, never the token itself."""
+    digest = hashlib.sha256(f"{lock_key}\0{token.reveal()}".encode()).hexdigest()[:32]
+    folder = default_lock_dir() if lock_dir is None else lock_dir
+    return folder / f"{digest}.lock"
+
+
+@contextmanager
+def token_lock(
+    lock_key: str,
+    token: Token,
+    *,
+    wait: float,
+    lock_dir: Path | None = None,
+    on_wait: Callable[[str], None] | None = None,
+    poll: float = 0.2,
+) -> Iterator[None]:
+    """Hold the server + token lock for the whole sending phase.
+
+    If another run holds it, ``on_wait`` is told who, once, and the lock is polled for up to
+    ``wait`` seconds; then ``LockTimeout`` is raised (nothing was sent).
+    """
+    if lock_dir is not None:
+        _make_private_dir(lock_dir)
+    path = lock_path(lock_key, token, lock_dir)
+    holder_file = path.with_name(path.stem + _HOLDER_SUFFIX)
+    lock = filelock.FileLock(str(path), mode=0o600, thread_local=False)
+    try:
+        if not _acquire(lock, 0, poll):
+            if on_wait is not None:
+                on_wait(
+                    f"another dnc-import run ({_holder(holder_file, poll)}) is sending with "
+                    f"this token; waiting up to {wait:g} s (--lock-wait)"
+                )
+            if not _acquire(lock, wait, poll):
+                raise LockTimeout(
+                    f"another dnc-import run ({_holder(holder_file, poll)}) still held this "
+                    f"token after {wait:g} s (--lock-wait); nothing was sent; run again when "
+                    "it has finished, or raise --lock-wait"
+                )
+    except KeyboardInterrupt as exc:
+        raise Interrupted(
+            "interrupted while waiting for another run to release the token; nothing was sent"
+        ) from exc
+    try:
+        _write_holder(holder_file)
+        yield
+    finally:
+        # remove the holder note while still holding the lock, so the next holder's survives
+        with suppress(OSError):
+            holder_file.unlink()
+        lock.release()
+
+
+def _acquire(lock: filelock.FileLock, wait: float, poll: float) -> bool:
+    try:
+        lock.acquire(timeout=max(0.0, wait), poll_interval=poll)
+    except filelock.Timeout:
+        return False
+    except OSError as exc:
+        raise UsageError(
+            f"the lock file {lock.lock_file!r} cannot be used ({type(exc).__name__}: "
+            f"{exc.strerror}): set DNC_IMPORT_STATE_DIR to a folder of yours"
+        ) from exc
+    return True
+
+
+def _write_holder(holder_file: Path) -> None:
+    info = {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "started": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    temporary = holder_file.with_name(f"{holder_file.name}.{os.getpid()}.tmp")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
+        json.dump(info, stream)
+    os.replace(temporary, holder_file)
+
+
+def _holder(holder_file: Path, poll: float) -> str:
+    """Who holds the lock, as "pid 1234 on host x, since 08:31:02 UTC"."""
+    for attempt in range(_HOLDER_READ_TRIES):
+        try:
+            info = json.loads(holder_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            if attempt + 1 < _HOLDER_READ_TRIES:
+                time.sleep(min(poll, 0.1))
+            continue
+        if isinstance(info, dict):
+            return _describe(info)
+    return "holder unknown"
+
+
+def _describe(info: dict[str, object]) -> str:
+    pid, host, started = info.get("pid"), info.get("host"), info.get("started")
+    text = f"pid {pid} on host {host}"
+    if isinstance(started, str):
+        try:
+            moment = datetime.fromisoformat(started).astimezone(UTC)
+        except ValueError:
+            return text
+        today = datetime.now(UTC).date()
+        shown = moment.strftime("%H:%M:%S" if moment.date() == today else "%Y-%m-%d %H:%M:%S")
+        text += f", since {shown} UTC"
+    return text
