@@ -1,0 +1,315 @@
+"""The chunker: batch sizes, sequential numbering, splitting, verdicts, stops."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Callable, Iterator
+
+import httpx
+import pytest
+
+from importer.chunker import Chunker, batches, verdict
+from importer.client import WolkvoxClient, build_url, make_http_client
+from importer.config import SendOptions, Token
+from importer.errors import AuthRefused, BatchFailed, QuotaExhausted, UsageError
+from importer.model import BatchResult, Reason, SendItem, ServerTotals, Status
+from importer.simulator import Simulator
+
+SECRET = "chunker-test-token-5521"
+URL = "https://wv0002.wolkvox.com/api/v2/campaign.php?api=add_dnc"
+
+
+def numbers(count: int, start: int = 0) -> list[SendItem]:
+    return [SendItem(i, f"3{i:09d}", 30 + i % 3) for i in range(start, start + count)]
+
+
+class FakeWolkvox:
+    """A MockTransport handler that behaves like add_dnc, with scripted refusals."""
+
+    def __init__(
+        self,
+        *,
+        malformed: frozenset[str] = frozenset(),
+        rejected: frozenset[str] = frozenset(),
+        limit: int = 10_000,
+        status_override: dict[int, httpx.Response] | None = None,
+    ) -> None:
+        self.malformed = malformed
+        self.rejected = rejected
+        self.limit = limit
+        self.override = status_override or {}
+        self.batches: list[list[str]] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        records = json.loads(request.content)
+        phones = [record["telephone"] for record in records]
+        self.batches.append(phones)
+        call = len(self.batches)
+        if call in self.override:
+            return self.override[call]
+        if len(phones) > self.limit:
+            return httpx.Response(413, json={"code": 413, "msg": "TOO MANY RECORDS"})
+        if any(phone in self.malformed for phone in phones):
+            return httpx.Response(400, json={"code": 400, "msg": "SOME PARAMETERS ARE REQUIRED"})
+        refused = sum(phone in self.rejected for phone in phones)
+        added = len(phones) - refused
+        return httpx.Response(200, json={
+            "code": 201, "error": None, "msg": f"{added} telephones were added",
+            "data": [{"total_added": str(added), "total_rejected": str(refused),
+                      "total_sent": str(len(phones))}],
+        })
+
+
+def opts(**changes: object) -> SendOptions:
+    settings: dict[str, object] = {"url": URL, "token": Token(SECRET), "lock_key": "wv0002"}
+    settings.update(changes)
+    return SendOptions(**settings)  # type: ignore[arg-type]
+
+
+def chunker(server: FakeWolkvox, **changes: object) -> tuple[Chunker, WolkvoxClient]:
+    options = opts(**changes)
+    http = httpx.Client(transport=httpx.MockTransport(server))
+    client = WolkvoxClient(http, options, sleep=lambda _: None)
+    return Chunker(client, options), client
+
+
+def by_line(results: list[BatchResult]) -> dict[int, BatchResult]:
+    seen: dict[int, BatchResult] = {}
+    for result in results:
+        for item in result.items:
+            assert item.line_id not in seen, f"line {item.line_id} in two results"
+            seen[item.line_id] = result
+    return seen
+
+
+# --- batches ---------------------------------------------------------------------------------
+
+
+def test_batches_cut_in_order_and_stream() -> None:
+    assert [[i.line_id for i in b] for b in batches(numbers(7), 3)] == [
+        [0, 1, 2], [3, 4, 5], [6]
+    ]
+    endless = (SendItem(i, "3001234567", 1) for i in itertools.count())
+    first_two = list(itertools.islice(batches(endless, 1000), 2))
+    assert [len(b) for b in first_two] == [1000, 1000]
+    assert list(batches([], 5)) == []
+
+
+@pytest.mark.parametrize("size", [0, -1, 10_001])
+def test_batches_refuse_sizes_outside_the_api_limit(size: int) -> None:
+    with pytest.raises(UsageError) as caught:
+        list(batches(numbers(3), size))
+    assert str(caught.value) == f"--batch-size must be 1 to 10000 (the API's limit), not {size}"
+
+
+# --- verdict ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("totals", "status", "reason", "message"),
+    [
+        (ServerTotals(added=1000, rejected=0, sent=1000), Status.ADDED, Reason.ADDED,
+         "the server added all 1000 numbers of batch 7"),
+        (ServerTotals(added=1000), Status.ADDED, Reason.ADDED,
+         "the server added all 1000 numbers of batch 7"),
+        (ServerTotals(added=998, rejected=2, sent=1000), Status.UNCERTAIN, Reason.PARTIAL_BATCH,
+         ("the server added 998 of 1000 numbers of batch 7 and did not say which; check them "
+         "with get_dnc")),
+        (ServerTotals(added=0, rejected=1000, sent=1000, msg="0 telephones were added"),
+         Status.REJECTED, Reason.REJECTED_BY_SERVER,
+         ("the server added none of the 1000 numbers of batch 7 (server said: '0 telephones were "
+         "added'); they may already be on the list or match one of its rules: check them with "
+         "get_dnc")),
+        (ServerTotals(rejected=1000), Status.REJECTED, Reason.REJECTED_BY_SERVER,
+         ("the server added none of the 1000 numbers of batch 7; they may already be on the list "
+         "or match one of its rules: check them with get_dnc")),
+        (ServerTotals(http_status=200, msg="ok"), Status.UNCERTAIN, Reason.NO_COUNTS,
+         ("the server accepted batch 7 (1000 numbers) but gave no usable count of those added "
+         "(server said: 'ok'); check them with get_dnc")),
+        (ServerTotals(rejected=0), Status.UNCERTAIN, Reason.NO_COUNTS,
+         ("the server accepted batch 7 (1000 numbers) but gave no usable count of those added; "
+         "check them with get_dnc")),
+        (ServerTotals(added=1000, rejected=0, sent=999), Status.UNCERTAIN, Reason.PARTIAL_BATCH,
+         ("the server's counts for batch 7 do not add up: 1000 numbers sent, it counted 999, "
+         "added 1000, rejected 0; check them with get_dnc")),
+        (ServerTotals(added=1200), Status.UNCERTAIN, Reason.PARTIAL_BATCH,
+         ("the server's counts for batch 7 do not add up: 1000 numbers sent, it counted ?, added "
+         "1200, rejected ?; check them with get_dnc")),
+    ],
+)
+def test_verdict(totals: ServerTotals, status: Status, reason: str, message: str) -> None:
+    items = numbers(1000)
+    result = verdict(items, totals, 7)
+    assert (result.status, result.reason, result.message) == (status, reason, message)
+    assert result.batch == 7 and result.items == items and result.totals is totals
+
+
+# --- sending ---------------------------------------------------------------------------------
+
+
+def test_sends_sequential_numbered_batches_one_at_a_time() -> None:
+    server = FakeWolkvox()
+    begun: list[tuple[int, int, int]] = []
+    options = opts(batch_size=1000)
+    client = WolkvoxClient(httpx.Client(transport=httpx.MockTransport(server)), options)
+    sender = Chunker(
+        client, options, first_batch=7,
+        on_begin=lambda no, items: begun.append((no, len(items), len(server.batches))),
+    )
+    stream = sender.send(iter(numbers(2500)))
+    first = next(stream)
+    assert len(server.batches) == 1, "the next batch left before the caller took this result"
+    rest = list(stream)
+    results = [first, *rest]
+    assert [len(b) for b in server.batches] == [1000, 1000, 500]
+    assert [r.batch for r in results] == [7, 8, 9]
+    assert begun == [(7, 1000, 0), (8, 1000, 1), (9, 500, 2)]
+    assert all(r.status is Status.ADDED and r.attempts == 1 for r in results)
+    assert [i.line_id for r in results for i in r.items] == list(range(2500))
+    assert sender.batches_sent == 3 and client.calls == 3
+
+
+def test_counts_become_verdicts() -> None:
+    items = numbers(30)
+    server = FakeWolkvox(rejected=frozenset(i.telephone for i in items[10:12] + items[20:30]))
+    sender, _ = chunker(server, batch_size=10)
+    results = list(sender.send(items))
+    assert [(r.status, r.reason) for r in results] == [
+        (Status.ADDED, Reason.ADDED),
+        (Status.UNCERTAIN, Reason.PARTIAL_BATCH),
+        (Status.REJECTED, Reason.REJECTED_BY_SERVER),
+    ]
+    assert results[1].message == (
+        "the server added 8 of 10 numbers of batch 2 and did not say which; check them with "
+        "get_dnc"
+    )
+
+
+def test_a_malformed_batch_is_split_until_the_bad_number_is_alone() -> None:
+    items = numbers(1000)
+    bad = items[637]
+    server = FakeWolkvox(malformed=frozenset({bad.telephone}))
+    sender, client = chunker(server, batch_size=1000, max_splits=10)
+    results = list(sender.send(items))
+    lines = by_line(results)
+    assert sorted(lines) == list(range(1000))
+    refused = [r for r in results if r.status is Status.REJECTED]
+    assert len(refused) == 1 and refused[0].items == [bad]
+    assert refused[0].reason == Reason.REFUSED_MALFORMED
+    assert refused[0].message == (
+        f"the server refused batch {refused[0].batch} (1 numbers) as malformed after 10 splits: "
+        "SOME PARAMETERS ARE REQUIRED"
+    )
+    assert all(r.status is Status.ADDED for r in results if r is not refused[0])
+    assert len(server.batches) == 21 == client.calls
+    numbers_used = sorted(r.batch for r in results)
+    assert len(set(numbers_used)) == len(numbers_used) and max(numbers_used) <= 21
+
+
+def test_splitting_stops_at_max_splits() -> None:
+    items = numbers(1000)
+    server = FakeWolkvox(malformed=frozenset({items[5].telephone}))
+    sender, _ = chunker(server, batch_size=1000, max_splits=6)
+    results = list(sender.send(items))
+    (refused,) = [r for r in results if r.status is Status.REJECTED]
+    assert items[5] in refused.items and len(refused.items) == 16
+    assert sum(len(r.items) for r in results) == 1000
+    none_split, _ = chunker(FakeWolkvox(malformed=frozenset({items[5].telephone})), max_splits=0)
+    (only,) = list(none_split.send(items[:10]))
+    assert (only.status, only.batch, len(only.items)) == (Status.REJECTED, 1, 10)
+    assert only.message == (
+        "the server refused batch 1 (10 numbers) as malformed: SOME PARAMETERS ARE REQUIRED"
+    )
+
+
+def test_too_large_splits_and_lowers_the_batch_size() -> None:
+    server = FakeWolkvox(limit=300)
+    sender, _ = chunker(server, batch_size=1000)
+    results = list(sender.send(numbers(2500)))
+    assert [len(b) for b in server.batches] == [1000, 500, 250, 250, 500, 250, 250] + [250] * 6
+    assert sender.batch_size == 250
+    assert sorted(by_line(results)) == list(range(2500))
+    assert all(r.status is Status.ADDED for r in results)
+
+
+def test_too_large_even_when_split_fails_the_run() -> None:
+    server = FakeWolkvox(limit=100)
+    sender, _ = chunker(server, batch_size=1000, max_splits=1)
+    stream = sender.send(numbers(1000))
+    failed = next(stream)
+    assert (failed.status, failed.reason, len(failed.items)) == (
+        Status.FAILED, Reason.BATCH_FAILED, 500
+    )
+    assert failed.message == (
+        "the server still refused batch 2 (500 numbers) as too large after 1 splits (the server "
+        "refused 500 numbers as too large (HTTP 413 'TOO MANY RECORDS')); the run stopped "
+        "there: lower --batch-size and resume the run"
+    )
+    with pytest.raises(BatchFailed) as caught:
+        next(stream)
+    assert str(caught.value) == failed.message
+    assert len(server.batches) == 2
+
+
+def test_a_failed_batch_is_reported_then_the_run_stops() -> None:
+    server = FakeWolkvox(status_override={2: httpx.Response(503), 3: httpx.Response(503)})
+    sender, client = chunker(server, batch_size=10, retries=1)
+    stream = sender.send(numbers(30))
+    assert next(stream).status is Status.ADDED
+    failed = next(stream)
+    assert (failed.batch, failed.status, failed.reason, failed.attempts) == (
+        2, Status.FAILED, Reason.BATCH_FAILED, 2
+    )
+    assert failed.message == (
+        f"10 numbers could not be sent to {URL} after 2 attempts (last: HTTP 503); the run "
+        "stopped there: resume it later, or raise --retries/--max-wait"
+    )
+    with pytest.raises(BatchFailed):
+        next(stream)
+    assert len(server.batches) == 3 and client.calls == 3
+
+
+@pytest.mark.parametrize(
+    ("answer", "error"),
+    [
+        (httpx.Response(403, json={"code": 403, "msg": "PLEASE VALIDATE TOKEN"}), AuthRefused),
+        (httpx.Response(403, json={"code": 403, "msg": "TOKEN LIMIT EXCEEDED"}), QuotaExhausted),
+    ],
+)
+def test_a_stopped_batch_yields_nothing(answer: httpx.Response, error: type[Exception]) -> None:
+    server = FakeWolkvox(status_override={2: answer})
+    sender, _ = chunker(server, batch_size=10)
+    stream = sender.send(numbers(30))
+    assert next(stream).batch == 1
+    with pytest.raises(error):
+        next(stream)
+    assert len(server.batches) == 2
+
+
+def test_max_calls_stops_between_split_halves() -> None:
+    items = numbers(8)
+    server = FakeWolkvox(malformed=frozenset({items[0].telephone}))
+    sender, _ = chunker(server, batch_size=8, max_calls=2)
+    with pytest.raises(QuotaExhausted):
+        next(sender.send(items))
+    assert [len(b) for b in server.batches] == [8, 4]
+
+
+# --- over real HTTP --------------------------------------------------------------------------
+
+
+def test_real_http_against_the_simulator(simulator: Callable[..., Simulator]) -> None:
+    sim = simulator(token=SECRET)
+    url, key = build_url(None, sim.base_url)
+    assert url == sim.add_dnc_url
+    options = SendOptions(url=url, token=Token(SECRET), lock_key=key, batch_size=1000)
+    items = numbers(2500)
+    with make_http_client(options) as http:
+        sender = Chunker(WolkvoxClient(http, options), options)
+        results: Iterator[BatchResult] = sender.send(iter(items))
+        statuses = [(r.batch, len(r.items), r.status) for r in results]
+    assert statuses == [(1, 1000, Status.ADDED), (2, 1000, Status.ADDED), (3, 500, Status.ADDED)]
+    assert sim.dnc_list() == {i.telephone: i.days_block for i in items}
+    assert sorted(sim.received()) == sorted(i.telephone for i in items)
+    assert sim.violations == 0 and sim.calls == 3 and sim.connections == 1
