@@ -154,6 +154,10 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+TEXT_SUFFIXES = frozenset({".csv", ".tsv", ".txt", ".tab", ".dat"})
+"""Names read as delimited text (a file with no suffix is read as text too)."""
+
+
 def open_source(path: str | Path, options: ReadOptions) -> Source:
     """Check a file and detect how to read it; raise ``InputError`` naming the fix."""
     name = str(path)
@@ -178,6 +182,11 @@ def open_source(path: str | Path, options: ReadOptions) -> Source:
     if p.suffix.lower() in {".xlsx", ".xlsm", ".xlsb", ".xls", ".ods"}:
         what = "it is empty" if not magic else "it is neither a zip nor an OLE2 file"
         raise _not_a_workbook(name, p, what)
+    if p.suffix and p.suffix.lower() not in TEXT_SUFFIXES:
+        raise InputError(
+            f"{name} is not a spreadsheet ({p.suffix} file): give .csv, .tsv, .txt, .xlsx, "
+            f".xlsm, .xls or .ods files (rename a CSV export to .csv)"
+        )
     return _open_text(name, p, options)
 
 

@@ -431,3 +431,23 @@ def test_sample_data_reads_as_its_readme_says() -> None:
     assert (xlsx_source.info.sheets[0].rows, xlsx_source.info.sheets[0].blank_rows) == (12, 1)
     assert xlsx_rows[0] == RawRow(str(root / "crm_export.xlsx"), "Clientes", 4, 3201234567.0, 30.0)
     assert xlsx_rows[2].phone == "3211234567\n3221234567"
+
+
+@pytest.mark.parametrize("name", ["README.md", "make.py", "notes.json"])
+def test_a_file_that_is_not_a_spreadsheet_is_refused(tmp_path: Path, name: str) -> None:
+    path = tmp_path / name
+    path.write_text("telefono,dias\n3191234567,15\n", encoding="utf-8")
+    with pytest.raises(InputError) as err:
+        open_source(path, ReadOptions())
+    suffix = Path(name).suffix
+    assert str(err.value) == (
+        f"{path} is not a spreadsheet ({suffix} file): give .csv, .tsv, .txt, .xlsx, "
+        ".xlsm, .xls or .ods files (rename a CSV export to .csv)"
+    )
+
+
+def test_a_text_file_without_suffix_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "export"
+    path.write_text("telefono,dias\n3191234567,15\n", encoding="utf-8")
+    rows = list(open_source(path, ReadOptions()).rows())
+    assert [(r.row, r.phone, r.days) for r in rows] == [(2, "3191234567", "15")]

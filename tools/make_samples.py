@@ -1,6 +1,6 @@
 """Regenerate the two sample inputs (fictional people, real-looking mess).
 
-    .venv/bin/python sample_data/make_samples.py
+    .venv/bin/python tools/make_samples.py
 
 - ``clientes_bogota.csv``: what Spanish-locale Excel writes for "CSV (delimitado por comas)":
   Windows-1252, ``;``, CRLF, two title rows above the header.
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import openpyxl
 
-HERE = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parent.parent / "sample_data"
 FIXED = dt.datetime(2024, 3, 15, 8, 30, 0)
 
 CSV_TITLE = [
