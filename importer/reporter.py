@@ -1,0 +1,433 @@
+"""The reports of a run: its folder, outcomes.csv, errors.csv, outcomes.xlsx, summary.json.
+
+Everything is written from the journal (``outcomes`` is called once per pass), so reports can
+be rebuilt at any time. The counts written are checked against the summary's counts before
+summary.json is written: a report that does not reconcile is a bug and is never handed out.
+
+The run folder is created 0700 and every file 0600: they hold personal phone numbers.
+
+Formula safety (every cell of every CSV and XLSX report): a value that starts with ``=``,
+``+``, ``-``, ``@``, a tab or a carriage return is prefixed with a single quote ``'``, so Excel
+and LibreOffice show it as text and never run it, UNLESS the whole value is a plain number
+(optional sign, digits, optional decimal part with ``.`` or ``,``), which no spreadsheet can run
+as a formula. So ``=HYPERLINK("http://x")`` is written ``'=HYPERLINK("http://x")`` while a
+valid ``+573191234567`` or ``-5`` stays as it is. In the XLSX every text cell is also typed as
+a string explicitly, never as a formula.
+
+Both CSV files are UTF-8 with a BOM (Spanish-locale Excel then shows accents), comma
+delimited, CRLF line ends. errors.csv starts with the columns ``phone`` and ``days_block``
+(the original cells), so a person can fix it in Excel and import it again as it is.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import secrets
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from enum import Enum
+from pathlib import Path
+from typing import IO
+
+from openpyxl import Workbook
+from openpyxl.cell import WriteOnlyCell
+from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+from openpyxl.worksheet._write_only import WriteOnlyWorksheet
+
+from importer.errors import ReportError
+from importer.model import ATTENTION_STATUSES, OUTCOME_COLUMNS, Outcome, Status
+
+OUTCOMES_CSV = "outcomes.csv"
+ERRORS_CSV = "errors.csv"
+OUTCOMES_XLSX = "outcomes.xlsx"
+SUMMARY_JSON = "summary.json"
+
+ERROR_COLUMNS: tuple[str, ...] = (
+    "phone",
+    "days_block",
+    "status",
+    "reason",
+    "message",
+    "source_file",
+    "sheet",
+    "row",
+    "part",
+)
+"""The columns of errors.csv: the original phone and days cells first, under headers the reader knows."""
+
+_RISKY_START = frozenset("=+-@\t\r")
+_PLAIN_NUMBER = re.compile(r"[+-]?[0-9]+(?:[.,][0-9]+)?")
+_RUN_ID = re.compile(r"[0-9A-Za-z][0-9A-Za-z._-]*")
+_NUMERIC_XLSX_COLUMNS = frozenset({"row", "part", "days_block", "batch"})
+
+
+def new_run_id(now: datetime | None = None) -> str:
+    """A run id: the UTC time plus 6 random hex digits (a naive ``now`` is taken as UTC).
+
+    >>> new_run_id(datetime(2026, 11, 28, 8, 31, 2, tzinfo=UTC))[:17]
+    '20261128T083102Z-'
+    """
+    moment = datetime.now(UTC) if now is None else now
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC)
+    return f"{moment:%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
+
+
+def create_run_dir(reports_dir: Path, run_id: str) -> Path:
+    """Create ``reports_dir`` (with parents) and ``reports_dir/run_id`` with mode 0700."""
+    if not _RUN_ID.fullmatch(run_id):
+        raise ReportError(
+            f"run id {run_id!r} is not a run id: give one as printed by `dnc-import run`, "
+            f"e.g. 20261128T083102Z-3f9a1c"
+        )
+    run_dir = reports_dir / run_id
+    try:
+        reports_dir.mkdir(parents=True, exist_ok=True)
+        if run_dir.exists():
+            raise ReportError(
+                f"run folder {run_dir} already exists: a run id is used once; start a new run"
+            )
+        run_dir.mkdir(mode=0o700)
+        os.chmod(run_dir, 0o700)  # mkdir's mode is filtered by the umask
+    except OSError as exc:
+        raise ReportError(
+            f"reports folder {reports_dir} cannot be written ({exc.strerror}): "
+            f"give --reports-dir a folder you can write"
+        ) from exc
+    return run_dir
+
+
+def safe_cell(value: str) -> str:
+    """The value as a spreadsheet may show it without running it (see the module docstring).
+
+    >>> safe_cell("=1+1"), safe_cell("+573191234567")
+    ("'=1+1", '+573191234567')
+    """
+    if value[:1] in _RISKY_START and not _PLAIN_NUMBER.fullmatch(value):
+        return "'" + value
+    return value
+
+
+class _Tally:
+    """What one pass over the outcomes wrote."""
+
+    def __init__(self) -> None:
+        self.lines = 0
+        self._pairs: Counter[tuple[str, str]] = Counter()
+
+    def add(self, outcome: Outcome) -> None:
+        self.lines += 1
+        self._pairs[str(outcome.status), outcome.reason] += 1
+
+    @property
+    def by_status(self) -> Counter[str]:
+        return _sum_by(self._pairs, 0)
+
+    @property
+    def by_reason(self) -> Counter[str]:
+        return _sum_by(self._pairs, 1)
+
+
+def _sum_by(pairs: Counter[tuple[str, str]], index: int) -> Counter[str]:
+    sums: Counter[str] = Counter()
+    for pair, count in pairs.items():
+        sums[pair[index]] += count
+    return sums
+
+
+def write_reports(
+    run_dir: Path,
+    outcomes: Callable[[], Iterable[Outcome]],
+    summary: dict[str, object],
+    *,
+    xlsx: bool,
+) -> dict[str, str]:
+    """Write every report of a run into ``run_dir``; return ``{kind: path}`` of each file.
+
+    ``outcomes`` is called once per pass (CSV files, then the XLSX). ``summary["counts"]`` must
+    hold ``{"lines": N, "by_status": {...}, "by_reason": {...}}``; what was written is checked
+    against it, and a mismatch raises ReportError before summary.json is written. On success
+    ``summary["reports"]`` is set to ``{"dir": run_dir, "files": [file names]}``.
+    """
+    expected = _expected_counts(summary, run_dir)
+    written = {"outcomes_csv": run_dir / OUTCOMES_CSV, "errors_csv": run_dir / ERRORS_CSV}
+    with _writing(run_dir):
+        tally = _write_csvs(written["outcomes_csv"], written["errors_csv"], outcomes())
+    _reconcile(tally, expected, run_dir, OUTCOMES_CSV)
+    if xlsx:
+        written["outcomes_xlsx"] = run_dir / OUTCOMES_XLSX
+        with _writing(run_dir):
+            xlsx_tally = _write_xlsx(written["outcomes_xlsx"], outcomes(), summary)
+        _reconcile(xlsx_tally, expected, run_dir, OUTCOMES_XLSX)
+    written["summary_json"] = run_dir / SUMMARY_JSON
+    summary["reports"] = {
+        "dir": str(run_dir),
+        "files": [path.name for path in written.values()],
+    }
+    text = _summary_json(summary)
+    with _writing(run_dir), _open_private(written["summary_json"], newline="\n") as out:
+        out.write(text)
+    return {kind: str(path) for kind, path in written.items()}
+
+
+def human_summary(summary: Mapping[str, object]) -> str:
+    """A few lines for stderr: the run, lines by status, top reasons, sending, the files.
+
+    Reads ``run_id``, ``counts``, and if present ``sending`` (``calls``, ``retries``, ``added``)
+    and ``reports`` (as set by ``write_reports``).
+    """
+    counts = _mapping(summary.get("counts"))
+    by_status = {k: _int(v) for k, v in _mapping(counts.get("by_status")).items() if _int(v)}
+    by_reason = {k: _int(v) for k, v in _mapping(counts.get("by_reason")).items() if _int(v)}
+    lines = [f"Run {summary.get('run_id', '?')}: {_int(counts.get('lines'))} lines"]
+    width = max((len(name) for name in by_status), default=0)
+    lines += [f"  {name:<{width}}  {count:>8}" for name, count in by_status.items()]
+    top = sorted(by_reason.items(), key=lambda item: (-item[1], item[0]))[:5]
+    if top:
+        width = max(len(name) for name, _ in top)
+        lines.append("Top reasons:")
+        lines += [f"  {name:<{width}}  {count:>8}" for name, count in top]
+    sending = _mapping(summary.get("sending"))
+    if sending:
+        calls, retries = _int(sending.get("calls")), _int(sending.get("retries"))
+        lines.append(
+            f"Sent: {calls} call{'s' if calls != 1 else ''} ({retries} "
+            f"retr{'ies' if retries != 1 else 'y'}), server added {_int(sending.get('added'))}"
+        )
+    reports = _mapping(summary.get("reports"))
+    if reports:
+        files = reports.get("files")
+        names = ", ".join(str(name) for name in files) if isinstance(files, list) else ""
+        lines.append(f"Reports in {reports.get('dir')}: {names}")
+    return "\n".join(lines)
+
+
+# -- writing ----------------------------------------------------------------------------
+
+
+@contextmanager
+def _writing(run_dir: Path) -> Iterator[None]:
+    """Translate OS errors while writing reports into ReportError (the one place)."""
+    try:
+        yield
+    except OSError as exc:
+        raise ReportError(
+            f"reports cannot be written in {run_dir} ({exc.strerror or exc}): free disk space or "
+            f"give --reports-dir a folder you can write; the journal there holds every line"
+        ) from exc
+
+
+def _open_private(path: Path, *, newline: str = "", bom: bool = False) -> IO[str]:
+    """Open ``path`` for writing text, created (or truncated) with mode 0600."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # an older file keeps its mode otherwise
+    encoding = "utf-8-sig" if bom else "utf-8"
+    return open(fd, "w", encoding=encoding, newline=newline)
+
+
+def _outcome_cells(outcome: Outcome) -> list[str]:
+    # Whole numbers need no neutralizing: at worst "-5", a plain number.
+    return [
+        safe_cell(outcome.source_file),
+        safe_cell(outcome.sheet),
+        str(outcome.row),
+        str(outcome.part),
+        safe_cell(outcome.raw_phone),
+        safe_cell(outcome.raw_days),
+        safe_cell(outcome.telephone),
+        _text(outcome.days_block),
+        safe_cell(str(outcome.status)),
+        safe_cell(outcome.reason),
+        safe_cell(outcome.message),
+        _text(outcome.batch),
+    ]
+
+
+def _error_cells(outcome: Outcome) -> list[str]:
+    return [
+        safe_cell(outcome.raw_phone),
+        safe_cell(outcome.raw_days),
+        safe_cell(str(outcome.status)),
+        safe_cell(outcome.reason),
+        safe_cell(outcome.message),
+        safe_cell(outcome.source_file),
+        safe_cell(outcome.sheet),
+        str(outcome.row),
+        str(outcome.part),
+    ]
+
+
+def _text(value: object) -> str:
+    return "" if value is None else str(value)
+
+
+def _write_csvs(outcomes_path: Path, errors_path: Path, outcomes: Iterable[Outcome]) -> _Tally:
+    tally = _Tally()
+    with (
+        _open_private(outcomes_path, bom=True) as all_file,
+        _open_private(errors_path, bom=True) as err_file,
+    ):
+        all_rows, err_rows = csv.writer(all_file), csv.writer(err_file)
+        all_rows.writerow(OUTCOME_COLUMNS)
+        err_rows.writerow(ERROR_COLUMNS)
+        for outcome in outcomes:
+            all_rows.writerow(_outcome_cells(outcome))
+            if outcome.status in ATTENTION_STATUSES:
+                err_rows.writerow(_error_cells(outcome))
+            tally.add(outcome)
+    return tally
+
+
+def _xlsx_cell(sheet: WriteOnlyWorksheet, value: object) -> WriteOnlyCell:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return WriteOnlyCell(sheet, value=value)
+    text = ILLEGAL_CHARACTERS_RE.sub("\ufffd", safe_cell(_text(value)))
+    cell = WriteOnlyCell(sheet, value=text)
+    cell.data_type = "s"  # openpyxl would type a text starting with "=" as a formula
+    return cell
+
+
+def _write_xlsx(path: Path, outcomes: Iterable[Outcome], summary: Mapping[str, object]) -> _Tally:
+    tally = _Tally()
+    book = Workbook(write_only=True)
+    sheet = book.create_sheet("Outcomes")
+    sheet.append([_xlsx_cell(sheet, name) for name in OUTCOME_COLUMNS])
+    numeric = [name in _NUMERIC_XLSX_COLUMNS for name in OUTCOME_COLUMNS]
+    for outcome in outcomes:
+        values = [getattr(outcome, name) for name in OUTCOME_COLUMNS]
+        values[OUTCOME_COLUMNS.index("status")] = Status(outcome.status).value
+        sheet.append(
+            [
+                _xlsx_cell(sheet, value if is_number else _text(value))
+                for value, is_number in zip(values, numeric, strict=True)
+            ]
+        )
+        tally.add(outcome)
+    info = book.create_sheet("Summary")
+    for row in _summary_rows(summary):
+        info.append([_xlsx_cell(info, value) for value in row])
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    os.close(fd)
+    book.save(path)  # truncates the 0600 file made above, keeping its mode
+    return tally
+
+
+def _summary_rows(summary: Mapping[str, object]) -> Iterator[tuple[object, ...]]:
+    counts = _mapping(summary.get("counts"))
+    yield ("run_id", _text(summary.get("run_id")))
+    yield ("lines", _int(counts.get("lines")))
+    yield ()
+    yield ("status", "lines")
+    yield from ((key, _int(value)) for key, value in _mapping(counts.get("by_status")).items())
+    yield ()
+    yield ("reason", "lines")
+    yield from ((key, _int(value)) for key, value in _mapping(counts.get("by_reason")).items())
+    yield ()
+    yield ("input", "sha256")
+    inputs = summary.get("inputs")
+    for entry in inputs if isinstance(inputs, list) else []:
+        item = _mapping(entry)
+        yield (_text(item.get("path")), _text(item.get("sha256")))
+
+
+# -- checking -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Expected:
+    lines: int
+    by_status: dict[str, int]
+    by_reason: dict[str, int]
+
+
+def _expected_counts(summary: Mapping[str, object], run_dir: Path) -> _Expected:
+    counts = summary.get("counts")
+    by_status = counts.get("by_status") if isinstance(counts, Mapping) else None
+    by_reason = counts.get("by_reason") if isinstance(counts, Mapping) else None
+    lines = counts.get("lines") if isinstance(counts, Mapping) else None
+    try:
+        if not (isinstance(by_status, Mapping) and isinstance(by_reason, Mapping)):
+            raise TypeError("no by_status or by_reason mapping")
+        if not isinstance(lines, int):
+            raise TypeError(f"lines is {lines!r}")
+        return _Expected(
+            lines,
+            {str(k): int(v) for k, v in by_status.items()},
+            {str(k): int(v) for k, v in by_reason.items()},
+        )
+    except (TypeError, ValueError) as exc:
+        raise ReportError(
+            f"the summary has no usable counts ({exc}) (this is a bug; the journal in "
+            f"{run_dir} holds every line)"
+        ) from exc
+
+
+def _reconcile(tally: _Tally, expected: _Expected, run_dir: Path, name: str) -> None:
+    problems: list[str] = []
+    if tally.lines != expected.lines:
+        problems.append(f"{name} has {tally.lines} lines, the summary {expected.lines}")
+    if sum(expected.by_status.values()) != expected.lines:
+        problems.append(
+            f"the summary's statuses add up to {sum(expected.by_status.values())}, "
+            f"its lines to {expected.lines}"
+        )
+    for kind, got, want in (
+        ("status", tally.by_status, expected.by_status),
+        ("reason", tally.by_reason, expected.by_reason),
+    ):
+        for key in sorted(set(got) | set(want)):
+            if got.get(key, 0) != want.get(key, 0):
+                problems.append(
+                    f"{kind} {key!r}: {got.get(key, 0)} in {name}, {want.get(key, 0)} in the summary"
+                )
+    if problems:
+        shown = "; ".join(problems[:5]) + ("; ..." if len(problems) > 5 else "")
+        raise ReportError(
+            f"counts do not reconcile: {shown} (this is a bug; the journal in {run_dir} "
+            f"holds every line)"
+        )
+
+
+# -- small helpers ------------------------------------------------------------------------
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, set | frozenset):
+        return sorted(value, key=str)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def _summary_json(summary: Mapping[str, object]) -> str:
+    try:
+        return json.dumps(summary, indent=2, ensure_ascii=False, default=_json_default) + "\n"
+    except (TypeError, ValueError) as exc:
+        raise ReportError(
+            f"summary.json cannot be written ({exc}) (this is a bug; the other reports are written)"
+        ) from exc
+
+
+def _mapping(value: object) -> Mapping[str, object]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _int(value: object) -> int:
+    """A count from a summary that may have been read back from JSON; 0 when there is none."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return 0
+    try:
+        return int(value)
+    except ValueError:
+        return 0

@@ -1,0 +1,430 @@
+"""The run journal over real SQLite files."""
+
+from __future__ import annotations
+
+import sqlite3
+import stat
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from importer import journal as journal_module
+from importer.errors import JournalError
+from importer.journal import SCHEMA_VERSION, Journal
+from importer.model import BatchResult, Outcome, SendItem, ServerTotals, Status
+
+
+def line(
+    telephone: str,
+    days: int | None = 30,
+    *,
+    file: str = "clientes.csv",
+    sheet: str = "",
+    row: int = 2,
+    part: int = 1,
+    status: Status = Status.READY,
+    reason: str = "valid",
+) -> Outcome:
+    return Outcome(
+        source_file=file,
+        sheet=sheet,
+        row=row,
+        part=part,
+        raw_phone=telephone,
+        raw_days="" if days is None else str(days),
+        telephone=telephone,
+        days_block=days,
+        status=status,
+        reason=reason,
+        message="",
+    )
+
+
+@pytest.fixture
+def path(tmp_path: Path) -> Path:
+    return tmp_path / "journal.sqlite"
+
+
+@pytest.fixture
+def journal(path: Path) -> Iterator[Journal]:
+    with Journal.create(path, run_id="RUN", meta={"settings": {"region": "CO"}}) as opened:
+        yield opened
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+# -- create / open ----------------------------------------------------------------------------
+
+
+def test_create_makes_a_private_wal_file_with_its_meta(path: Path) -> None:
+    with Journal.create(path, run_id="R1", meta={"settings": {"days": [1, 2]}, "n": 3}) as j:
+        j.add_outcomes([line("3191234567")])
+        assert j.get_meta("run_id") == "R1"
+        assert j.meta() == {"n": 3, "run_id": "R1", "settings": {"days": [1, 2]}}
+        assert mode(path) == 0o600
+        assert mode(Path(f"{path}-wal")) == 0o600
+        assert mode(Path(f"{path}-shm")) == 0o600
+        assert j._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL: durable commits
+    other = sqlite3.connect(path)
+    try:
+        assert other.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert other.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    finally:
+        other.close()
+
+
+def test_create_refuses_an_existing_file(path: Path) -> None:
+    path.write_bytes(b"")
+    with pytest.raises(JournalError) as caught:
+        Journal.create(path, run_id="R", meta={})
+    assert str(caught.value) == (
+        f"run journal {path} already exists: a run id is used once; start a new run, "
+        f"or `dnc-import resume` that one"
+    )
+    assert path.read_bytes() == b""
+
+
+def test_create_in_a_missing_folder_says_so(tmp_path: Path) -> None:
+    path = tmp_path / "nope" / "journal.sqlite"
+    with pytest.raises(JournalError) as caught:
+        Journal.create(path, run_id="R", meta={})
+    assert str(caught.value) == (
+        f"run journal {path} cannot be created (No such file or directory): "
+        f"give --reports-dir a folder you can write"
+    )
+
+
+def test_create_with_meta_that_is_not_json_leaves_no_file(path: Path) -> None:
+    with pytest.raises(JournalError, match=r"the value of 'when' cannot be stored"):
+        Journal.create(path, run_id="R", meta={"when": object()})
+    assert not path.exists()
+    assert not Path(f"{path}-wal").exists()
+
+
+def test_open_a_missing_journal(path: Path) -> None:
+    with pytest.raises(JournalError) as caught:
+        Journal.open(path)
+    assert str(caught.value) == (
+        f"run journal {path} does not exist: check the run id, and give --reports-dir "
+        f"as it was given to the run"
+    )
+
+
+def test_open_a_corrupt_file(path: Path) -> None:
+    path.write_bytes(b"this is not a database at all" * 100)
+    with pytest.raises(JournalError) as caught:
+        Journal.open(path)
+    assert str(caught.value) == (
+        f"run journal {path} is corrupt or not a journal (file is not a database): "
+        f"the run cannot be resumed; its reports, if written, are in the same folder"
+    )
+    assert isinstance(caught.value.__cause__, sqlite3.DatabaseError)
+
+
+def test_open_another_sqlite_file(path: Path) -> None:
+    other = sqlite3.connect(path)
+    other.execute("CREATE TABLE t (x)")
+    other.close()
+    with pytest.raises(JournalError) as caught:
+        Journal.open(path)
+    assert str(caught.value) == (
+        f"{path} is not a dnc-import run journal: give the journal.sqlite of a run folder"
+    )
+
+
+def test_open_another_schema_version(path: Path) -> None:
+    Journal.create(path, run_id="R", meta={}).close()
+    other = sqlite3.connect(path)
+    other.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    other.close()
+    with pytest.raises(JournalError) as caught:
+        Journal.open(path)
+    assert str(caught.value) == (
+        f"run journal {path} has schema version {SCHEMA_VERSION + 1}, this dnc-import reads "
+        f"version {SCHEMA_VERSION}: use the dnc-import version that made the run"
+    )
+
+
+def test_a_closed_journal_raises_journal_error(path: Path) -> None:
+    j = Journal.create(path, run_id="R", meta={})
+    j.close()
+    j.close()  # idempotent
+    with pytest.raises(JournalError, match=r"cannot count the lines \(Cannot operate on a closed"):
+        j.line_count()
+
+
+def test_meta_values_must_be_json(journal: Journal) -> None:
+    with pytest.raises(JournalError) as caught:
+        journal.set_meta("bad", {1, 2})
+    assert "the value of 'bad' cannot be stored (Object of type set is not JSON serializable)" in (
+        str(caught.value)
+    )
+    journal.set_meta("finished", "2026-11-28T08:31:02+00:00")
+    journal.set_meta("finished", "later")
+    assert journal.get_meta("finished") == "later"
+    assert journal.get_meta("missing") is None
+
+
+def test_reopen_after_close_keeps_everything(path: Path) -> None:
+    outcomes = [line("3191234567", 30, row=2), line("3001112233", 15, row=3)]
+    with Journal.create(path, run_id="R", meta={"settings": {"x": 1}}) as j:
+        j.add_outcomes(outcomes)
+        j.add_source("clientes.csv", "ab" * 32, {"encoding": "cp1252", "delimiter": ";"})
+        items = list(j.items())
+        j.begin_batch(1, items[:1])
+        j.record_batch(BatchResult(1, items[:1], Status.ADDED, "added", "1 telephones were added"))
+        j.begin_batch(2, items[1:])
+    with Journal.open(path) as j:
+        assert j.get_meta("settings") == {"x": 1}
+        assert j.sources() == [
+            {"path": "clientes.csv", "sha256": "ab" * 32,
+             "detected": {"delimiter": ";", "encoding": "cp1252"}},
+        ]  # fmt: skip
+        got = list(j.outcomes())
+        assert [o.status for o in got] == [Status.ADDED, Status.READY]
+        assert got[0].batch == 1 and got[1].batch is None
+        assert j.in_flight_batches() == [2]
+        assert j.batch_line_ids(2) == [items[1].line_id]
+        assert j.next_batch_number() == 3
+
+
+# -- lines -------------------------------------------------------------------------------------
+
+
+def test_add_outcomes_keeps_order_across_chunks_and_pages(
+    journal: Journal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(journal_module, "_INSERT_CHUNK", 3)
+    monkeypatch.setattr(journal_module, "_PAGE", 4)
+    outcomes = [line(f"31912345{i:02d}", i + 1, row=i + 2) for i in range(8)]
+    outcomes[5].status, outcomes[5].reason = Status.INVALID, "too-short"
+    outcomes[6].batch = 7
+    assert journal.add_outcomes(iter(outcomes)) == 8
+    assert list(journal.outcomes()) == outcomes  # 8 lines: two full pages, then an empty one
+    more = [line("3000000000", 9, row=20)]
+    assert journal.add_outcomes(more) == 1
+    assert list(journal.outcomes()) == outcomes + more
+    assert [item.line_id for item in journal.items()] == [1, 2, 3, 4, 5, 7, 8, 9]
+    assert journal.line_count() == 9
+
+
+def test_add_outcomes_keeps_nothing_when_the_stream_fails(journal: Journal) -> None:
+    def failing() -> Iterator[Outcome]:
+        yield line("3191234567")
+        raise ValueError("the reader broke")
+
+    with pytest.raises(ValueError, match="the reader broke"):
+        journal.add_outcomes(failing())
+    assert journal.line_count() == 0
+    assert journal.add_outcomes([line("3191234567")]) == 1
+    assert [o.telephone for o in journal.outcomes()] == ["3191234567"]
+
+
+def test_add_outcomes_with_text_sqlite_cannot_store(journal: Journal) -> None:
+    with pytest.raises(JournalError, match=r"cannot store outcome lines: a cell holds text"):
+        journal.add_outcomes([line("319\udc80")])
+    assert journal.line_count() == 0
+
+
+def test_duplicates_longest_block_wins_and_the_message_names_the_kept_line(
+    journal: Journal,
+) -> None:
+    journal.add_outcomes(
+        [
+            line("3191234567", 30, row=2),  # 1: loses to 3
+            line("3001112233", 15, row=3),  # 2: tie with 4, earliest: kept
+            line("3191234567", 90, file="crm.xlsx", sheet="Clientes", row=7),  # 3: kept
+            line("3001112233", 15, row=5),  # 4: duplicate of 2
+            line("3191234567", 90, row=8),  # 5: tie with 3, later: duplicate
+            line("3101234567", 1, file="b.csv", row=4, part=2),  # 6: kept
+            line("3101234567", 1, row=9),  # 7: duplicate of 6 (part 2, 1 day)
+            line("3101234567", None, row=10, status=Status.INVALID, reason="missing-days"),
+            line("3222222222", 10, row=11),  # 9: alone
+        ]
+    )
+    assert journal.mark_duplicates() == 4
+    got = list(journal.outcomes())
+    assert [(o.status, o.reason) for o in got] == [
+        (Status.DUPLICATE, "duplicate"),
+        (Status.READY, "valid"),
+        (Status.READY, "valid"),
+        (Status.DUPLICATE, "duplicate"),
+        (Status.DUPLICATE, "duplicate"),
+        (Status.READY, "valid"),
+        (Status.DUPLICATE, "duplicate"),
+        (Status.INVALID, "missing-days"),
+        (Status.READY, "valid"),
+    ]
+    assert got[0].message == "duplicate of crm.xlsx:Clientes row 7 (kept there with 90 days)"
+    assert got[3].message == "duplicate of clientes.csv row 3 (kept there with 15 days)"
+    assert got[4].message == got[0].message
+    assert got[6].message == "duplicate of b.csv row 4 part 2 (kept there with 1 day)"
+    assert got[7].message == ""
+    assert journal.mark_duplicates() == 0
+    assert list(journal.outcomes()) == got
+
+
+def test_duplicates_three_way_with_a_tie_on_the_longest(journal: Journal) -> None:
+    journal.add_outcomes(
+        [line("3191234567", 30, row=2), line("3191234567", 60, row=3),
+         line("3191234567", 60, row=4)]
+    )  # fmt: skip
+    assert journal.mark_duplicates() == 2
+    assert [o.status for o in journal.outcomes()] == [
+        Status.DUPLICATE, Status.READY, Status.DUPLICATE,
+    ]  # fmt: skip
+    assert {o.message for o in journal.outcomes() if o.status is Status.DUPLICATE} == {
+        "duplicate of clientes.csv row 3 (kept there with 60 days)"
+    }
+
+
+def test_items_skips_lines_changed_while_iterating_and_never_repeats(
+    journal: Journal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(journal_module, "_PAGE", 2)
+    journal.add_outcomes([line(f"31912345{i:02d}", 30, row=i + 2) for i in range(6)])
+    seen: list[int] = []
+    for item in journal.items():
+        seen.append(item.line_id)
+        journal.begin_batch(item.line_id, [item])
+        journal.record_batch(BatchResult(item.line_id, [item], Status.ADDED, "added", "ok"))
+        if item.line_id == 2:
+            assert journal.mark_status({Status.READY}, Status.NOT_SENT, "interrupted", "stop") == 4
+    assert seen == [1, 2]
+    assert journal.counts_by_status()["not_sent"] == 4
+    assert [i.line_id for i in journal.items({Status.NOT_SENT})] == [3, 4, 5, 6]
+    assert list(journal.items(())) == []
+
+
+# -- batches -----------------------------------------------------------------------------------
+
+
+def test_batches_begin_record_and_totals(journal: Journal) -> None:
+    journal.add_outcomes([line(f"31912345{i:02d}", 30, row=i + 2) for i in range(5)])
+    items = list(journal.items())
+    assert items[0] == SendItem(1, "3191234500", 30)
+    assert journal.next_batch_number() == 1
+    journal.begin_batch(1, items[:2])
+    assert journal.in_flight_batches() == [1]
+    assert journal.next_batch_number() == 2
+    totals = ServerTotals(added=2, rejected=0, sent=2, http_status=200, code="201", msg="2 added")
+    journal.record_batch(
+        BatchResult(1, items[:2], Status.ADDED, "added", "the server added its batch", totals, 3)
+    )
+    assert journal.in_flight_batches() == []
+    assert journal.batch_line_ids(1) == []
+    journal.begin_batch(2, items[2:4])
+    journal.record_batch(
+        BatchResult(2, items[2:4], Status.UNCERTAIN, "no-counts", "no counts", ServerTotals())
+    )
+    journal.begin_batch(3, items[4:])
+    assert journal.batch_line_ids(3) == [5]
+    assert journal.batch_totals() == {
+        "batches": 2, "in_flight": 1, "attempts": 4, "added": 2, "rejected": 0, "sent": 2,
+    }  # fmt: skip
+    journal.abandon_batch(3)
+    assert journal.in_flight_batches() == []
+    assert journal.next_batch_number() == 4
+    got = list(journal.outcomes())
+    assert [(o.status, o.batch) for o in got] == [
+        (Status.ADDED, 1), (Status.ADDED, 1), (Status.UNCERTAIN, 2), (Status.UNCERTAIN, 2),
+        (Status.READY, None),
+    ]  # fmt: skip
+    assert got[2].reason == "no-counts" and got[2].message == "no counts"
+
+
+def test_a_split_or_resent_batch_is_no_longer_in_flight(journal: Journal) -> None:
+    journal.add_outcomes([line(f"31912345{i:02d}", 30, row=i + 2) for i in range(4)])
+    items = list(journal.items())
+    journal.begin_batch(1, items)  # refused as malformed: the chunker splits it
+    journal.begin_batch(2, items[:2])
+    assert journal.in_flight_batches() == [2]
+    journal.record_batch(BatchResult(2, items[:2], Status.ADDED, "added", "ok"))
+    journal.begin_batch(3, items[2:])
+    assert journal.in_flight_batches() == [3]
+    assert journal.batch_line_ids(1) == []
+    assert journal.batch_totals()["in_flight"] == 1
+    assert journal.next_batch_number() == 4
+
+
+def test_a_batch_is_begun_once_and_recorded_once(journal: Journal) -> None:
+    journal.add_outcomes([line("3191234567")])
+    items = list(journal.items())
+    result = BatchResult(1, items, Status.ADDED, "added", "ok")
+    with pytest.raises(JournalError) as caught:
+        journal.record_batch(result)
+    assert str(caught.value) == (
+        f"run journal {journal.path}: batch 1 is not begun, so its verdict cannot be recorded: "
+        f"call begin_batch before each request (this is a bug)"
+    )
+    journal.begin_batch(1, items)
+    with pytest.raises(JournalError, match=r"batch 1 was already begun: number each batch"):
+        journal.begin_batch(1, items)
+    journal.record_batch(result)
+    with pytest.raises(JournalError, match=r"batch 1 is done, so its verdict cannot be recorded"):
+        journal.record_batch(result)
+    assert journal.counts_by_status()["added"] == 1
+
+
+def test_a_killed_process_keeps_every_committed_batch(tmp_path: Path) -> None:
+    path = tmp_path / "journal.sqlite"
+    script = textwrap.dedent(
+        f"""
+        import os, signal
+        from pathlib import Path
+        from importer.journal import Journal
+        from importer.model import BatchResult, Outcome, Status
+        j = Journal.create(Path({str(path)!r}), run_id="R", meta={{}})
+        j.add_outcomes(
+            Outcome("a.csv", "", r, 1, "x", "30", f"31912345{{r:02d}}", 30, Status.READY, "valid", "")
+            for r in range(2, 6)
+        )
+        items = list(j.items())
+        j.begin_batch(1, items[:2])
+        j.record_batch(BatchResult(1, items[:2], Status.ADDED, "added", "ok"))
+        j.begin_batch(2, items[2:])
+        os.kill(os.getpid(), signal.SIGKILL)
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], check=False, capture_output=True, timeout=60
+    )
+    assert done.returncode == -9, done.stderr
+    with Journal.open(path) as j:
+        assert [o.status for o in j.outcomes()] == [Status.ADDED] * 2 + [Status.READY] * 2
+        assert j.in_flight_batches() == [2]
+        assert j.batch_line_ids(2) == [3, 4]
+
+
+# -- counts ------------------------------------------------------------------------------------
+
+
+def test_counts_cover_every_status_and_reason(journal: Journal) -> None:
+    journal.add_outcomes(
+        [
+            line("3191234567", row=2),
+            line("3191234567", row=3),
+            line("", None, row=3, part=2, status=Status.INVALID, reason="missing-phone"),
+            line("12", 30, file="x.xlsx", sheet="A", row=3, status=Status.INVALID,
+                 reason="too-short"),
+        ]
+    )  # fmt: skip
+    journal.mark_duplicates()
+    assert journal.counts_by_status() == {
+        "ready": 1, "added": 0, "rejected": 0, "uncertain": 0, "invalid": 2, "duplicate": 1,
+        "failed": 0, "not_sent": 0, "skipped": 0,
+    }  # fmt: skip
+    assert journal.counts_by_reason() == {
+        "duplicate": 1, "missing-phone": 1, "too-short": 1, "valid": 1,
+    }  # fmt: skip
+    assert journal.distinct_rows() == 3
+    assert journal.line_count() == 4
+    assert journal.mark_status({Status.READY, Status.DUPLICATE}, Status.NOT_SENT, "r", "m") == 2
+    assert journal.mark_status((), Status.NOT_SENT, "r", "m") == 0
+    assert journal.counts_by_reason() == {"missing-phone": 1, "r": 2, "too-short": 1}
