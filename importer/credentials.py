@@ -48,7 +48,9 @@ def _from_file(path: Path) -> Token:
     except TokenError:
         raise
     except FileNotFoundError as exc:
-        raise TokenError(f"--token-file {path} does not exist: give the path of the token's file") from exc
+        raise TokenError(
+            f"--token-file {path} does not exist: give the path of the token's file"
+        ) from exc
     except (OSError, UnicodeDecodeError) as exc:
         raise TokenError(
             f"--token-file {path} cannot be read ({type(exc).__name__}): check the path and its permissions"

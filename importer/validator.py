@@ -272,7 +272,7 @@ def _judge_phone_cell(value: CellValue, region: _Region, options: ValidateOption
         ]
     if isinstance(value, int | float):
         return [_judge_numeric(value, raw, region, options)]
-    text = value.strip()
+    text = _unquoted(value.strip())
     if _SCIENTIFIC.fullmatch(text):
         return [_lost_digits(raw)]
     float_text = _FLOAT_TEXT.fullmatch(text)
@@ -293,6 +293,15 @@ def _judge_phone_cell(value: CellValue, region: _Region, options: ValidateOption
     if len(pieces) == 1:
         return [_judge_piece(pieces[0], raw, region, options)]
     return [_judge_piece(piece, piece, region, options) for piece in pieces]
+
+
+def _unquoted(text: str) -> str:
+    """Drop the one leading ' that our reports (and Excel users) put before + - = @ cells.
+
+    errors.csv writes `'+57 319 123 4567` so that no spreadsheet runs it as a formula; the
+    same file must import again as it is.
+    """
+    return text[1:].lstrip() if text.startswith("'") else text
 
 
 def _judge_numeric(value: float, raw: str, region: _Region, options: ValidateOptions) -> _Phone:
@@ -448,7 +457,7 @@ def _judge_days(value: CellValue, raw: str, options: ValidateOptions) -> _Days:
     if isinstance(value, bool):
         return not_a_number
     if isinstance(value, str):
-        return _days_from_text(value.strip(), raw, options, not_a_number)
+        return _days_from_text(_unquoted(value.strip()), raw, options, not_a_number)
     if isinstance(value, float):
         if not math.isfinite(value):
             return not_a_number

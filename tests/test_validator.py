@@ -759,3 +759,20 @@ def test_a_huge_cell_is_judged_and_quoted_short() -> None:
     )
     assert one(10**30).message == "'1000000000000000000000000000000' is too long for a CO number"
     assert format_cell(10**5000) == "<an integer of more than 4300 digits>"
+
+
+@pytest.mark.parametrize(
+    ("phone", "days", "telephone", "days_block"),
+    [("'+57 319 123 4567", "'30", "3191234567", 30), ("'3191234567", "15", "3191234567", 15)],
+)
+def test_a_leading_apostrophe_from_our_reports_is_dropped(
+    phone: str, days: str, telephone: str, days_block: int
+) -> None:
+    (line,) = validate([RawRow("errors.csv", "", 2, phone, days)], ValidateOptions())
+    assert (line.status, line.telephone, line.days_block) == (Status.READY, telephone, days_block)
+    assert line.raw_phone == phone
+
+
+def test_a_negative_days_value_behind_an_apostrophe_is_still_negative() -> None:
+    (line,) = validate([RawRow("errors.csv", "", 2, "3191234567", "'-5")], ValidateOptions())
+    assert (line.status, line.reason) == (Status.INVALID, "days-negative")
