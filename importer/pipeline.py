@@ -1,4 +1,4 @@
-"""The whole job, UI-free: read -> validate -> journal -> (send) -> report.
+"""The whole job, UI-free: read -> validate -> journal -> (send) -> report; and resume.
 
 >>> result = run_import(RunRequest(inputs=("clientes.csv",), send=None))  # doctest: +SKIP
 >>> result.exit_code
@@ -6,16 +6,22 @@
 
 Every input is opened (and so checked) before the run folder exists; every row is judged and
 committed to the run's journal before the first number leaves; each batch's verdict is committed
-before the next batch leaves; the reports are written from the journal, and the counts are
-checked to reconcile with the rows that were read before anything is written.
+before the next batch leaves; the reports are written from the journal, after the code checked
+that every row read has its outcome lines and that the counts reconcile.
+
+The journal's ``state`` meta says where a run is: ``loading`` (no number sent yet; a crash
+here leaves nothing to resume), ``sending``, ``stopped`` (resumable), ``finished``.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import platform
 import shutil
+import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
@@ -25,18 +31,32 @@ import phonenumbers
 from importer import __version__
 from importer.chunker import Chunker
 from importer.client import WolkvoxClient, make_http_client
-from importer.config import ReadOptions, ReportOptions, SendOptions, ValidateOptions
-from importer.errors import ExitCode, ImporterError, InputError, Interrupted, SendStopped
+from importer.config import ReadOptions, ReportOptions, SendOptions, Token, ValidateOptions
+from importer.errors import (
+    ExitCode,
+    ImporterError,
+    InputError,
+    Interrupted,
+    JournalError,
+    SendStopped,
+    UsageError,
+)
 from importer.journal import Journal
 from importer.lock import token_lock
-from importer.model import BatchResult, Outcome, RawRow, Status
-from importer.reader import Source, open_source
+from importer.model import BatchResult, Outcome, RawRow, Reason, Status
+from importer.reader import Source, open_source, sha256_file
 from importer.reporter import create_run_dir, new_run_id, write_reports
 from importer.validator import check_options, validate
 
 JOURNAL_NAME = "journal.sqlite"
-WORKBOOK_FORMATS = frozenset({"xlsx", "xlsm", "xls", "ods"})
+LOG_NAME = "run.log"
+WORKBOOK_FORMATS = frozenset({"xlsx", "xlsm", "xlsb", "xls", "ods"})
 PROBLEM_STATUSES = frozenset({Status.REJECTED, Status.UNCERTAIN, Status.FAILED, Status.NOT_SENT})
+RESENDABLE = frozenset({Status.NOT_SENT, Status.FAILED})
+"""What resume sends again besides READY lines: never confirmed by the server."""
+
+log = logging.getLogger("importer")
+log.addHandler(logging.NullHandler())
 
 
 class Progress(Protocol):
@@ -74,6 +94,8 @@ class RunRequest:
     report: ReportOptions = field(default_factory=ReportOptions)
     send: SendOptions | None = None
     strict: bool = False
+    config_id: str | None = None
+    """Which config file started the run (nightly runs resume their own unfinished runs)."""
 
 
 @dataclass(frozen=True)
@@ -85,6 +107,8 @@ class RunResult:
     exit_code: ExitCode
     summary: dict[str, object]
     files: dict[str, str]
+    resumed: bool = False
+    nothing_to_do: bool = False
 
 
 @dataclass
@@ -94,9 +118,22 @@ class _SendStats:
     stopped: SendStopped | None = None
 
 
+@dataclass
+class _Clock:
+    """Wall seconds spent per stage, for summary.json's ``timings``."""
+
+    stages: dict[str, float] = field(default_factory=dict)
+
+    def add(self, stage: str, since: float) -> float:
+        now = time.perf_counter()
+        self.stages[stage] = round(self.stages.get(stage, 0.0) + now - since, 3)
+        return now
+
+
 def run_import(request: RunRequest, progress: Progress | None = None) -> RunResult:
     """Run one import from its inputs to its reports; raise ImporterError for bad input."""
     shown = progress or NoProgress()
+    clock, started_at = _Clock(), time.perf_counter()
     started = _now()
     check_options(request.validate)
     if not request.inputs:
@@ -108,20 +145,113 @@ def run_import(request: RunRequest, progress: Progress | None = None) -> RunResu
     run_dir = create_run_dir(request.report.reports_dir, run_id)
     try:
         journal = Journal.create(
-            run_dir / JOURNAL_NAME, run_id=run_id, meta=_settings(request, run_id, started)
+            run_dir / JOURNAL_NAME, run_id=run_id, meta=_meta(request, run_id, started)
         )
-    except ImporterError:
-        shutil.rmtree(run_dir, ignore_errors=True)
-        raise
-    try:
-        _load(journal, sources, request.validate, shown)
     except BaseException:
-        journal.close()
         shutil.rmtree(run_dir, ignore_errors=True)
         raise
-    with journal:
-        stats = _send(journal, request.send, shown) if request.send is not None else None
-        return _finish(journal, request, sources, run_id, run_dir, started, stats)
+    with journal, _run_log(run_dir):
+        log.info(
+            "run %s started: %d input(s), dry run: %s", run_id, len(sources), request.send is None
+        )
+        try:
+            _load(journal, sources, request.validate, shown)
+        except BaseException:
+            journal.close()
+            shutil.rmtree(run_dir, ignore_errors=True)
+            raise
+        since = clock.add("read_validate", started_at)
+        if request.send is not None:
+            journal.set_meta("state", "sending")
+            stats = _send(journal, request.send, shown)
+            since = clock.add("send", since)
+        else:
+            stats = None
+        return _finish(journal, run_dir, stats, clock, since)
+
+
+def resume_import(
+    run_dir: Path, token: Token | None, progress: Progress | None = None
+) -> RunResult:
+    """Send what a stopped or crashed run did not get confirmed, then rewrite its reports.
+
+    At most the batch that was in flight at a crash goes again. A finished run is left as it is
+    (``nothing_to_do``). The inputs are checked against the sha256 the run recorded.
+    """
+    shown = progress or NoProgress()
+    clock, since = _Clock(), time.perf_counter()
+    journal = Journal.open(run_dir / JOURNAL_NAME)
+    with journal, _run_log(run_dir):
+        run_id = str(journal.get_meta("run_id"))
+        state = journal.get_meta("state")
+        if state == "loading":
+            raise JournalError(
+                f"run {run_id} stopped while reading its inputs, before anything was sent: "
+                f"there is nothing to resume; start a new run on the same files"
+            )
+        _check_inputs(journal, run_id, shown)
+        send = _stored_send_options(journal, token)
+        pending = journal.in_flight_batches()
+        for batch in pending:
+            journal.abandon_batch(batch)
+        requeued = journal.mark_status(
+            RESENDABLE, Status.READY, Reason.VALID, "to be sent again (resumed)"
+        )
+        if send is None or journal.counts_by_status()[Status.READY.value] == 0:
+            return _already_finished(journal, run_dir, run_id)
+        log.info(
+            "resuming run %s: %d line(s) to send, %d batch(es) were in flight",
+            run_id,
+            requeued,
+            len(pending),
+        )
+        _note_resume(journal)
+        journal.set_meta("state", "sending")
+        stats = _send(journal, send, shown)
+        since = clock.add("send", since)
+        result = _finish(journal, run_dir, stats, clock, since)
+    return replace(result, resumed=True)
+
+
+def _already_finished(journal: Journal, run_dir: Path, run_id: str) -> RunResult:
+    """A run with nothing left to send: its reports are rewritten from the journal, exit 0."""
+    log.info("resume of run %s: nothing left to send", run_id)
+    result = _finish(journal, run_dir, None, _Clock(), time.perf_counter())
+    return replace(result, exit_code=ExitCode.OK, resumed=True, nothing_to_do=True)
+
+
+def _check_inputs(journal: Journal, run_id: str, progress: Progress) -> None:
+    for source in journal.sources():
+        path = Path(str(source["path"]))
+        if not path.is_file():
+            progress.notice(f"{path} is no longer there; resuming from the journal alone")
+            continue
+        if sha256_file(path) != source["sha256"]:
+            raise InputError(
+                f"{path} changed since run {run_id} read it (its sha256 differs): resume sends "
+                f"only what that run read; start a new run for the new file"
+            )
+
+
+def _stored_send_options(journal: Journal, token: Token | None) -> SendOptions | None:
+    settings = journal.get_meta("settings")
+    send = settings.get("send") if isinstance(settings, dict) else None
+    if not isinstance(send, dict):
+        return None
+    if token is None:
+        raise UsageError("resume needs the token: set WOLKVOX_TOKEN or give --token-file")
+    known = {f.name for f in fields(SendOptions)} - {"token"}
+    values = {key: value for key, value in send.items() if key in known}
+    if values.get("ca_bundle"):
+        values["ca_bundle"] = Path(str(values["ca_bundle"]))
+    return SendOptions(token=token, **values)
+
+
+def _note_resume(journal: Journal) -> None:
+    resumes = journal.get_meta("resumes")
+    history = list(resumes) if isinstance(resumes, list) else []
+    history.append(_now())
+    journal.set_meta("resumes", history)
 
 
 def _check_days_columns(sources: list[Source], options: ValidateOptions) -> None:
@@ -144,7 +274,7 @@ def _load(
     journal.add_outcomes(validate(_counted(_all_rows(sources), progress), options))
     for source in sources:
         journal.add_source(source.info.path, source.info.sha256, source.info.to_dict())
-    journal.mark_duplicates()
+    duplicates = journal.mark_duplicates()
     read = sum(sheet.rows for source in sources for sheet in source.info.sheets)
     judged = journal.distinct_rows()
     if read != judged:
@@ -152,6 +282,9 @@ def _load(
             f"{read} rows were read but {judged} rows have outcome lines; nothing was sent "
             f"(this is a bug: please report it with the input files)"
         )
+    log.info(
+        "read %d row(s) into %d line(s); %d duplicate(s)", read, journal.line_count(), duplicates
+    )
 
 
 def _all_rows(sources: list[Source]) -> Iterator[RawRow]:
@@ -171,10 +304,13 @@ def _counted(rows: Iterable[RawRow], progress: Progress, every: int = 5000) -> I
 
 def _send(journal: Journal, options: SendOptions, progress: Progress) -> _SendStats:
     stats = _SendStats()
-    pending = sum(1 for _ in journal.items())
+    pending = journal.counts_by_status()[Status.READY.value]
     if pending == 0:
         return stats
     progress.sending(pending)
+    log.info(
+        "sending %d number(s) to %s in batches of %d", pending, options.url, options.batch_size
+    )
     try:
         with (
             token_lock(
@@ -182,7 +318,7 @@ def _send(journal: Journal, options: SendOptions, progress: Progress) -> _SendSt
             ),
             make_http_client(options) as http,
         ):
-            client = WolkvoxClient(http, options, on_retry=progress.notice)
+            client = WolkvoxClient(http, options, on_retry=_logged(progress.notice))
             chunker = Chunker(
                 client,
                 options,
@@ -192,6 +328,7 @@ def _send(journal: Journal, options: SendOptions, progress: Progress) -> _SendSt
             try:
                 for result in chunker.send(journal.items()):
                     journal.record_batch(result)
+                    _log_batch(result)
                     progress.batch_done(result)
             finally:
                 stats.calls, stats.retries = client.calls, client.retries
@@ -200,6 +337,7 @@ def _send(journal: Journal, options: SendOptions, progress: Progress) -> _SendSt
     except KeyboardInterrupt:
         stats.stopped = Interrupted("interrupted (Ctrl-C or SIGTERM) between batches")
     if stats.stopped is not None:
+        log.warning("run stopped: %s", stats.stopped)
         journal.mark_status(
             {Status.READY},
             Status.NOT_SENT,
@@ -207,6 +345,34 @@ def _send(journal: Journal, options: SendOptions, progress: Progress) -> _SendSt
             f"not sent: {stats.stopped}; `dnc-import resume` sends it later",
         )
     return stats
+
+
+def _logged(notice: Callable[[str], None]) -> Callable[[str], None]:
+    def both(message: str) -> None:
+        log.warning("%s", message)
+        notice(message)
+
+    return both
+
+
+def _log_batch(result: BatchResult) -> None:
+    first, last = result.items[0].telephone, result.items[-1].telephone
+    log.info(
+        "batch %d: %d number(s) %s..%s -> %s (%s) in %d attempt(s)",
+        result.batch, len(result.items), mask_phone(first), mask_phone(last),
+        result.status.value, result.reason, result.attempts,
+    )  # fmt: skip
+
+
+def mask_phone(telephone: str) -> str:
+    """A phone number for a log line: first 3 and last 3 digits.
+
+    >>> mask_phone("3191234567")
+    '319****567'
+    """
+    if len(telephone) <= 6:
+        return "*" * len(telephone)
+    return telephone[:3] + "*" * (len(telephone) - 6) + telephone[-3:]
 
 
 def _exit_code(counts: dict[str, int], stats: _SendStats | None, strict: bool) -> ExitCode:
@@ -220,29 +386,24 @@ def _exit_code(counts: dict[str, int], stats: _SendStats | None, strict: bool) -
 
 
 def _finish(
-    journal: Journal,
-    request: RunRequest,
-    sources: list[Source],
-    run_id: str,
-    run_dir: Path,
-    started: str,
-    stats: _SendStats | None,
+    journal: Journal, run_dir: Path, stats: _SendStats | None, clock: _Clock, since: float
 ) -> RunResult:
+    meta = journal.meta()
+    settings = meta.get("settings")
+    settings = settings if isinstance(settings, dict) else {}
     by_status = journal.counts_by_status()
-    exit_code = _exit_code(by_status, stats, request.strict)
+    exit_code = _exit_code(by_status, stats, bool(settings.get("strict")))
+    inputs = [source["detected"] for source in journal.sources()]
     summary: dict[str, object] = {
         "schema": 1,
-        "run_id": run_id,
-        "started": started,
+        "run_id": meta.get("run_id"),
+        "started": meta.get("started"),
         "finished": _now(),
-        "dry_run": request.send is None,
-        "versions": {
-            "dnc_import": __version__,
-            "phonenumbers": phonenumbers.__version__,
-            "python": platform.python_version(),
-        },
-        "settings": journal.get_meta("settings"),
-        "inputs": [source.info.to_dict() for source in sources],
+        "resumed": meta.get("resumes", []),
+        "dry_run": bool(settings.get("dry_run")),
+        "versions": _versions(),
+        "settings": settings,
+        "inputs": inputs,
         "counts": {
             "lines": journal.line_count(),
             "rows": journal.distinct_rows(),
@@ -254,13 +415,41 @@ def _finish(
         if stats is None or stats.stopped is None
         else {"reason": stats.stopped.reason, "message": str(stats.stopped)},
         "exit_code": int(exit_code),
+        "timings": clock.stages,
     }
-    xlsx = request.report.xlsx or any(s.info.format in WORKBOOK_FORMATS for s in sources)
+    xlsx = bool(_dig(settings, "report", "xlsx")) or any(
+        isinstance(i, dict) and i.get("format") in WORKBOOK_FORMATS for i in inputs
+    )
     outcomes: Callable[[], Iterable[Outcome]] = journal.outcomes
     files = write_reports(run_dir, outcomes, summary, xlsx=xlsx)
+    log.info("reports written in %.3f s", time.perf_counter() - since)
+    stopped = stats is not None and stats.stopped is not None
+    journal.set_meta("state", "stopped" if stopped else "finished")
     journal.set_meta("finished", summary["finished"])
     journal.set_meta("exit_code", int(exit_code))
-    return RunResult(run_id, run_dir, exit_code, summary, files)
+    log.info(
+        "run finished: exit code %d, counts %s",
+        int(exit_code),
+        {k: v for k, v in by_status.items() if v},
+    )
+    return RunResult(str(meta.get("run_id")), run_dir, exit_code, summary, files)
+
+
+def _dig(values: dict[str, object], *keys: str) -> object:
+    current: object = values
+    for key in keys:
+        if not isinstance(current, dict):
+            return None
+        current = current.get(key)
+    return current
+
+
+def _versions() -> dict[str, str]:
+    return {
+        "dnc_import": __version__,
+        "phonenumbers": phonenumbers.__version__,
+        "python": platform.python_version(),
+    }
 
 
 def _sending_summary(journal: Journal, stats: _SendStats | None) -> dict[str, object] | None:
@@ -272,7 +461,7 @@ def _sending_summary(journal: Journal, stats: _SendStats | None) -> dict[str, ob
     return totals
 
 
-def _settings(request: RunRequest, run_id: str, started: str) -> dict[str, object]:
+def _meta(request: RunRequest, run_id: str, started: str) -> dict[str, object]:
     settings: dict[str, object] = {
         "inputs": list(request.inputs),
         "read": _plain(asdict(request.read)),
@@ -285,7 +474,13 @@ def _settings(request: RunRequest, run_id: str, started: str) -> dict[str, objec
         send = {f.name: getattr(request.send, f.name) for f in fields(request.send)}
         del send["token"]
         settings["send"] = _plain(send)
-    return {"run_id": run_id, "started": started, "settings": settings}
+    return {
+        "run_id": run_id,
+        "started": started,
+        "settings": settings,
+        "state": "loading",
+        "config_id": request.config_id,
+    }
 
 
 def _plain(values: dict[str, object]) -> dict[str, object]:
@@ -301,6 +496,33 @@ def _plain(values: dict[str, object]) -> dict[str, object]:
         else:
             out[key] = value
     return out
+
+
+class _run_log:
+    """Log the core's lines to run.log (0600) in the run folder while the run lasts.
+
+    Log lines never hold the token (it is never logged) nor a whole phone number (mask_phone).
+    """
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = run_dir / LOG_NAME
+        self.handler: logging.Handler | None = None
+
+    def __enter__(self) -> None:
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        os.fchmod(fd, 0o600)
+        stream = os.fdopen(fd, "a", encoding="utf-8")
+        self.handler = logging.StreamHandler(stream)
+        self.handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        log.addHandler(self.handler)
+        if log.level == logging.NOTSET or log.level > logging.INFO:
+            log.setLevel(logging.INFO)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.handler is not None:
+            log.removeHandler(self.handler)
+            self.handler.close()
+            self.handler = None
 
 
 def _now() -> str:
