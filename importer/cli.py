@@ -33,7 +33,7 @@ from importer.config import (
 from importer.credentials import load_token
 from importer.errors import ExitCode, ImporterError, UsageError
 from importer.model import BatchResult
-from importer.pipeline import RunRequest, RunResult, run_import
+from importer.pipeline import RunRequest, RunResult, resume_import, run_import, run_sends
 from importer.reporter import human_summary
 from importer.simulator import Faults, SimConfig, Simulator
 
@@ -284,17 +284,19 @@ def run(files: tuple[str, ...], dry_run: bool, **opts: Any) -> None:
         send=send,
         strict=bool(opts["strict"]),
     )
-    result = _execute(request, opts, token)
+    result = _execute(lambda progress: run_import(request, progress), opts, token)
     sys.exit(int(result.exit_code))
 
 
-def _execute(request: RunRequest, opts: dict[str, Any], token: Token | None) -> RunResult:
+def _execute(
+    job: Callable[[BarProgress], RunResult], opts: dict[str, Any], token: Token | None
+) -> RunResult:
     verbose, quiet = bool(opts["verbose"]), bool(opts["quiet"])
     progress = BarProgress(enabled=not quiet and sys.stderr.isatty())
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         with _errors(verbose, token):
-            result = run_import(request, progress)
+            result = job(progress)
     finally:
         progress.close()
         signal.signal(signal.SIGTERM, previous)
@@ -346,6 +348,51 @@ def _send_options(opts: dict[str, Any], url: str, lock_key: str, token: Token) -
         ca_bundle=opts["ca_bundle"],
         max_calls=opts["max_calls"],
     )
+
+
+@cli.command()
+@click.argument("run_id")
+@click.option(
+    "--reports-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default="reports",
+    show_default=True,
+    help="The reports folder given to the run.",
+)
+@click.option(
+    "--token-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="File holding the token (mode 600). Default: env WOLKVOX_TOKEN.",
+)
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary on stderr.")
+@click.option("--verbose", "-v", is_flag=True, help="Tracebacks on errors.")
+@click.option("--json", "as_json", is_flag=True, help="Print summary.json on stdout.")
+def resume(
+    run_id: str,
+    reports_dir: Path,
+    token_file: Path | None,
+    quiet: bool,
+    verbose: bool,
+    as_json: bool,
+) -> None:
+    """Send what run RUN_ID did not get confirmed (after a stop or a crash); rewrite its reports."""
+    run_dir = reports_dir / run_id
+    token: Token | None = None
+    with _errors(verbose):
+        if "/" in run_id or run_id in ("", ".", ".."):
+            raise UsageError(f"{run_id!r} is not a run id: give the id printed as run_id: ...")
+        if not (run_dir / "journal.sqlite").is_file():
+            raise UsageError(
+                f"no run {run_id} in {reports_dir}: check the run id, and give --reports-dir "
+                f"as it was given to the run"
+            )
+        if run_sends(run_dir):
+            token = load_token(token_file)
+    opts: dict[str, Any] = {"verbose": verbose, "quiet": quiet, "as_json": as_json}
+    result = _execute(lambda progress: resume_import(run_dir, token, progress), opts, token)
+    if result.nothing_to_do and not quiet:
+        click.echo(f"run {run_id} had already finished: nothing left to send", err=True)
+    sys.exit(int(result.exit_code))
 
 
 @cli.command()
@@ -486,7 +533,7 @@ def demo(files: tuple[str, ...], reports_dir: Path, quiet: bool, verbose: bool) 
             click.echo(
                 f"demo: simulator on {sim.base_url}; importing {', '.join(inputs)}", err=True
             )
-        result = _execute(request, opts, token)
+        result = _execute(lambda progress: run_import(request, progress), opts, token)
         listed = len(sim.dnc_list())
     click.echo(f"simulator list now holds {listed} numbers; reports in {result.run_dir}")
     sys.exit(int(result.exit_code))

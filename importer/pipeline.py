@@ -220,6 +220,13 @@ def _already_finished(journal: Journal, run_dir: Path, run_id: str) -> RunResult
     return replace(result, exit_code=ExitCode.OK, resumed=True, nothing_to_do=True)
 
 
+def run_sends(run_dir: Path) -> bool:
+    """Whether the run in ``run_dir`` was a sending run (a dry run's resume needs no token)."""
+    with Journal.open(run_dir / JOURNAL_NAME) as journal:
+        settings = journal.get_meta("settings")
+    return isinstance(settings, dict) and isinstance(settings.get("send"), dict)
+
+
 def _check_inputs(journal: Journal, run_id: str, progress: Progress) -> None:
     for source in journal.sources():
         path = Path(str(source["path"]))
