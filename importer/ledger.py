@@ -1,0 +1,410 @@
+"""The ledger: what each server confirmed added, so a nightly run sends only what is new.
+
+One SQLite file per user (``default_ledger_path()``), shared by every run, that remembers:
+
+- per server, the latest block each telephone got **confirmed** (status ``added``): its days and
+  the UTC date of the confirmation. The same number confirmed on wv0002 says nothing about
+  wv0042. ``uncertain`` numbers must never be recorded: the caller passes only the items of
+  batches whose verdict is ``added``.
+- per input file, by sha256, the run that imported it (the inbox does not import it again).
+
+Before sending, the pipeline asks ``blocks(server, telephones)`` and ``skip_verdict`` tells it
+which numbers are still blocked long enough to be ``skipped`` (reason ``already-blocked``).
+
+Like the run journal it is WAL-mode SQLite with ``synchronous=FULL`` (a confirmation recorded
+is on disk when ``record_added`` returns), created mode 0600 in a 0700 folder, and every
+``sqlite3.Error`` becomes a ``LedgerError`` here. It never holds the token.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from itertools import islice
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+from importer.errors import ImporterError, UsageError
+
+SCHEMA_VERSION = 1
+APPLICATION_ID = 0x444E434C  # "DNCL": tells our ledger from a run journal ("DNCI") or any file
+LEDGER_NAME = "ledger.sqlite"
+
+_CHUNK = 5000
+"""Rows per executemany."""
+
+_SCHEMA = """
+CREATE TABLE servers (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
+CREATE TABLE blocks (
+    server_id INTEGER NOT NULL REFERENCES servers (id),
+    telephone TEXT NOT NULL,
+    days INTEGER NOT NULL CHECK (days > 0),
+    added_on TEXT NOT NULL,
+    PRIMARY KEY (server_id, telephone)
+) WITHOUT ROWID;
+CREATE TABLE imports (
+    sha256 TEXT PRIMARY KEY, path TEXT NOT NULL, run_id TEXT NOT NULL, imported_at TEXT NOT NULL
+);
+"""
+
+# A later confirmation replaces an earlier one: the newest block is what the server holds (even
+# a shorter one, so the ledger never claims more than the server has). A confirmation dated
+# before the stored one (a clock set back) does not replace it.
+_UPSERT = """
+INSERT INTO blocks (server_id, telephone, days, added_on) VALUES (?, ?, ?, ?)
+ON CONFLICT (server_id, telephone) DO UPDATE SET days = excluded.days, added_on = excluded.added_on
+WHERE excluded.added_on >= blocks.added_on
+"""
+
+_WAL_WAIT = 10.0
+"""Seconds to retry the switch to WAL while other processes hold the new file."""
+_LOOKUP_CHUNK = 900
+"""Telephones per lookup query: bound parameters, under SQLite's oldest limit of 999."""
+
+
+class LedgerError(ImporterError):
+    """The ledger file cannot be created, opened or written (exit code 2).
+
+    To be moved into ``importer/errors.py`` beside ``JournalError``.
+    """
+
+
+def default_state_dir() -> Path:
+    """The per-user state folder, created 0700 (the token locks live in its ``locks/``).
+
+    ``$DNC_IMPORT_STATE_DIR``, else ``$XDG_STATE_HOME/dnc-import``, else
+    ``~/.local/state/dnc-import`` (the same rule as ``lock.default_lock_dir``).
+    """
+    state = os.environ.get("DNC_IMPORT_STATE_DIR", "").strip()
+    xdg = os.environ.get("XDG_STATE_HOME", "").strip()
+    if state:
+        folder = Path(state).expanduser()
+    elif xdg and Path(xdg).is_absolute():
+        folder = Path(xdg) / "dnc-import"
+    else:
+        folder = Path.home() / ".local" / "state" / "dnc-import"
+    try:
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        folder.chmod(0o700)
+    except OSError as exc:
+        raise UsageError(
+            f"the state folder {str(folder)!r} cannot be created or made private "
+            f"({type(exc).__name__}: {exc.strerror}): set DNC_IMPORT_STATE_DIR to a folder "
+            "of yours"
+        ) from exc
+    return folder
+
+
+def default_ledger_path() -> Path:
+    """``default_state_dir() / "ledger.sqlite"``."""
+    return default_state_dir() / LEDGER_NAME
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    """The latest block a server confirmed for one telephone."""
+
+    telephone: str
+    days: int
+    added_on: date
+    """The UTC date the server confirmed it."""
+
+    @property
+    def until(self) -> date:
+        """The last day it is known blocked: ``added_on + days``."""
+        return self.added_on + timedelta(days=self.days)
+
+
+def skip_verdict(block: Block | None, days: int, today: date, *, server: str) -> str | None:
+    """Why a number need not be sent, or None when it must be sent.
+
+    It is skipped when still blocked for at least ``days`` more days: ``block.until >=
+    today + days``. Only confirmed blocks are in the ledger; ``--no-skip`` is the caller's.
+
+    >>> block = Block("3191234567", 90, date(2026, 11, 28))
+    >>> skip_verdict(block, 30, date(2026, 12, 1), server="wv0002")[:61]
+    'already blocked on wv0002 until 2027-02-26 (confirmed 2026-11'
+    """
+    if block is None or block.until < today + timedelta(days=days):
+        return None
+    unit = "day" if block.days == 1 else "days"
+    return (
+        f"already blocked on {server} until {block.until.isoformat()} "
+        f"(confirmed {block.added_on.isoformat()} for {block.days} {unit}); "
+        "--no-skip sends it again"
+    )
+
+
+class Ledger:
+    """The ledger file. ``Ledger.open(path)`` creates it or opens it.
+
+    >>> with Ledger.open(default_ledger_path()) as ledger:  # doctest: +SKIP
+    ...     ledger.record_added("wv0002", [("3191234567", 90)], on=date(2026, 11, 28))
+    1
+    """
+
+    def __init__(self, path: Path, connection: sqlite3.Connection) -> None:
+        self.path = path
+        self._db = connection
+
+    # -- opening and closing ------------------------------------------------------------
+
+    @classmethod
+    def open(cls, path: Path) -> Ledger:
+        """Create (missing folders 0700, the file 0600) or open the ledger; check its schema.
+
+        LedgerError, naming the path and the fix, when it cannot be created, is corrupt, is
+        another kind of file, or has another schema version.
+        """
+        _create_file(path)
+        try:
+            connection = sqlite3.connect(
+                f"{path.resolve().as_uri()}?mode=rw", uri=True, isolation_level=None
+            )
+        except sqlite3.Error as exc:
+            raise LedgerError(f"ledger {path} cannot be opened ({exc}): {_MOVE_ASIDE}") from exc
+        ledger = cls(path, connection)
+        try:
+            ledger._prepare()
+        except BaseException:
+            connection.close()
+            raise
+        return ledger
+
+    def close(self) -> None:
+        """Close the file (idempotent). Everything recorded stays."""
+        self._db.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _prepare(self) -> None:
+        """Check the file is ours (before changing anything in it), then set it up."""
+        try:
+            self._db.execute("PRAGMA busy_timeout = 10000")
+            app_id, version, tables = self._header()
+        except sqlite3.Error as exc:
+            raise LedgerError(
+                f"ledger {self.path} is corrupt or not a dnc-import ledger ({exc}): {_MOVE_ASIDE}"
+            ) from exc
+        fresh = app_id == 0 and version == 0 and tables == 0
+        if not fresh and app_id != APPLICATION_ID:
+            raise LedgerError(
+                f"{self.path} is not a dnc-import ledger (another SQLite file): give the path "
+                f"of a ledger, or of a file that does not exist yet"
+            )
+        if not fresh and version != SCHEMA_VERSION:
+            raise LedgerError(
+                f"ledger {self.path} has schema version {version}, this dnc-import reads "
+                f"version {SCHEMA_VERSION}: use a newer dnc-import, or {_MOVE_ASIDE}"
+            )
+        with self._guard("open the ledger"):
+            mode = self._use_wal()
+            if mode != "wal":
+                raise LedgerError(
+                    f"ledger {self.path} cannot use write-ahead logging (journal mode {mode}): "
+                    f"put it on a local disk (set DNC_IMPORT_STATE_DIR)"
+                )
+            # FULL: a confirmation recorded is on disk before the run goes on.
+            self._db.execute("PRAGMA synchronous = FULL")
+            self._db.execute("PRAGMA cache_size = -65536")  # 64 MB: lookups over millions
+        if fresh:
+            with self._transaction("create the ledger") as db:
+                if self._header()[2] == 0:  # not created meanwhile by another process
+                    db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+                    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                    for statement in _SCHEMA.split(";"):
+                        if statement.strip():
+                            db.execute(statement)
+
+    def _use_wal(self) -> str:
+        """Switch to WAL (kept in the file), the journal mode the file ends up in.
+
+        The switch needs the file to itself and SQLite does not wait for it (no busy
+        handler), so while other runs create or open the same new ledger, retry a while.
+        """
+        deadline = time.monotonic() + _WAL_WAIT
+        while True:
+            try:
+                mode = str(self._db.execute("PRAGMA journal_mode").fetchone()[0]).lower()
+                if mode == "wal":
+                    return mode
+                return str(self._db.execute("PRAGMA journal_mode = WAL").fetchone()[0]).lower()
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
+
+    def _header(self) -> tuple[int, int, int]:
+        # one statement, so one snapshot: never half of another process's creation
+        app_id, version, tables = self._db.execute(
+            "SELECT (SELECT application_id FROM pragma_application_id()),"
+            " (SELECT user_version FROM pragma_user_version()),"
+            " (SELECT COUNT(*) FROM sqlite_master)"
+        ).fetchone()
+        return int(app_id), int(version), int(tables)
+
+    def _guard(self, action: str) -> AbstractContextManager[None]:
+        return _translated(self.path, action)
+
+    @contextmanager
+    def _transaction(self, action: str) -> Iterator[sqlite3.Connection]:
+        with self._guard(action):
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    # -- blocks ---------------------------------------------------------------------------
+
+    def blocks(self, server: str, telephones: Iterable[str]) -> dict[str, Block]:
+        """The latest confirmed block of each of ``telephones`` that ``server`` holds.
+
+        Telephones never confirmed on that server are absent. ``telephones`` is consumed in
+        chunks (one indexed query per 900), so millions stream through.
+        """
+        found: dict[str, Block] = {}
+        with self._guard("read the confirmed blocks"):
+            row = self._db.execute("SELECT id FROM servers WHERE name = ?", (server,)).fetchone()
+            if row is None:
+                return found
+            server_id = row[0]
+            numbers = iter(telephones)
+            while chunk := list(islice(numbers, _LOOKUP_CHUNK)):
+                query = (
+                    "SELECT telephone, days, added_on FROM blocks"
+                    f" WHERE server_id = ? AND telephone IN ({','.join('?' * len(chunk))})"
+                )
+                for telephone, days, added_on in self._db.execute(query, (server_id, *chunk)):
+                    found[telephone] = Block(telephone, days, date.fromisoformat(added_on))
+        return found
+
+    def record_added(self, server: str, items: Iterable[tuple[str, int]], on: date) -> int:
+        """Record numbers ``server`` confirmed added on the UTC date ``on``; return how many.
+
+        Pass only numbers whose batch verdict is ``added``, never ``uncertain`` ones. All of
+        them are committed durably, in one transaction, before this returns; if ``items``
+        raises, nothing of this call is kept. A later confirmation of a number replaces the
+        earlier one (the newest block is what the server holds).
+        """
+        if isinstance(on, datetime) or not isinstance(on, date):
+            raise LedgerError(
+                f"ledger {self.path}: record_added takes the UTC date of the confirmation, "
+                f"not {on!r} (this is a bug)"
+            )
+        day = on.isoformat()
+        recorded = 0
+        with self._transaction("record confirmed numbers") as db:
+            db.execute("INSERT OR IGNORE INTO servers (name) VALUES (?)", (server,))
+            server_id = db.execute("SELECT id FROM servers WHERE name = ?", (server,)).fetchone()[0]
+            rows = (self._row(server_id, telephone, days, day) for telephone, days in items)
+            while chunk := list(islice(rows, _CHUNK)):
+                db.executemany(_UPSERT, chunk)
+                recorded += len(chunk)
+        return recorded
+
+    def _row(
+        self, server_id: int, telephone: str, days: int, day: str
+    ) -> tuple[int, str, int, str]:
+        if not isinstance(telephone, str) or not telephone:
+            raise LedgerError(
+                f"ledger {self.path}: cannot record telephone {telephone!r}: give the exact "
+                f"string the server confirmed (this is a bug)"
+            )
+        if isinstance(days, bool) or not isinstance(days, int) or days < 1:
+            raise LedgerError(
+                f"ledger {self.path}: cannot record {telephone} with days {days!r}: "
+                f"days are a whole number >= 1 (this is a bug)"
+            )
+        return server_id, telephone, days, day
+
+    # -- imported files -------------------------------------------------------------------
+
+    def was_imported(self, sha256: str) -> dict[str, object] | None:
+        """``{"path", "run_id", "imported_at"}`` of the run that imported this file, or None."""
+        with self._guard("read the imported files"):
+            row = self._db.execute(
+                "SELECT path, run_id, imported_at FROM imports WHERE sha256 = ?", (sha256,)
+            ).fetchone()
+        if row is None:
+            return None
+        return {"path": row[0], "run_id": row[1], "imported_at": row[2]}
+
+    def record_imported(self, sha256: str, path: str, run_id: str) -> None:
+        """Remember that ``run_id`` imported the file with this sha256 (the newest run wins)."""
+        with self._transaction("record an imported file") as db:
+            db.execute(
+                "INSERT OR REPLACE INTO imports (sha256, path, run_id, imported_at)"
+                " VALUES (?, ?, ?, ?)",
+                (sha256, path, run_id, datetime.now(UTC).isoformat(timespec="seconds")),
+            )
+
+
+_MOVE_ASIDE = (
+    "move the file aside and run again (a new, empty ledger is made; numbers it knew are "
+    "then sent once more)"
+)
+
+
+def _create_file(path: Path) -> None:
+    """Create the missing folders 0700 and the file 0600 (an existing file is left as it is)."""
+    missing: list[Path] = []
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    try:
+        for created in reversed(missing):
+            created.mkdir(mode=0o700, exist_ok=True)
+            created.chmod(0o700)
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        if not path.is_file():
+            raise LedgerError(
+                f"ledger {path} is not a file: give the path of a ledger file"
+            ) from None
+        return
+    except OSError as exc:
+        raise LedgerError(
+            f"ledger {path} cannot be created ({type(exc).__name__}: {exc.strerror}): "
+            "set DNC_IMPORT_STATE_DIR to a folder of yours"
+        ) from exc
+    try:
+        os.fchmod(descriptor, 0o600)  # whatever the umask
+    finally:
+        os.close(descriptor)
+
+
+@contextmanager
+def _translated(path: Path, action: str) -> Iterator[None]:
+    """Translate sqlite3 errors (and text SQLite cannot store) into LedgerError: the one place."""
+    try:
+        yield
+    except sqlite3.Error as exc:
+        raise LedgerError(
+            f"ledger {path}: cannot {action} ({exc}): check the disk has space and the "
+            f"state folder is writable; everything recorded before is kept"
+        ) from exc
+    except UnicodeEncodeError as exc:
+        raise LedgerError(
+            f"ledger {path}: cannot {action}: text that is not valid Unicode ({exc.reason}) "
+            "(this is a bug)"
+        ) from exc
