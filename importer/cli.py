@@ -5,6 +5,7 @@ This is the only module that prints, draws progress or exits.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import secrets
@@ -21,21 +22,33 @@ import click
 from tqdm import tqdm
 
 from importer import __version__
+from importer.cli_options import (
+    build_read,
+    build_send,
+    build_validate,
+    merge_config,
+    nightly_options,
+    read_options,
+    report_options,
+    send_options,
+    validate_options,
+)
 from importer.client import build_url
 from importer.config import (
-    NumberForm,
-    ReadOptions,
     ReportOptions,
     SendOptions,
     Token,
-    ValidateOptions,
 )
-from importer.credentials import load_token
+from importer.configfile import expand_inputs, load_config
+from importer.credentials import TOKEN_ENV, load_token
 from importer.errors import ExitCode, ImporterError, UsageError
+from importer.ledger import default_ledger_path
 from importer.model import BatchResult
+from importer.nightly import ScheduledRequest, run_scheduled
 from importer.pipeline import RunRequest, RunResult, resume_import, run_import, run_sends
 from importer.reporter import human_summary
 from importer.simulator import Faults, SimConfig, Simulator
+from importer.validator import check_options
 
 F = TypeVar("F", bound=Callable[..., Any])
 SAMPLE_PATTERNS = ("*.csv", "*.xlsx", "*.xls", "*.ods", "*.tsv", "*.txt")
@@ -134,131 +147,8 @@ def cli() -> None:
     """
 
 
-def read_options(func: F) -> F:
-    options = [
-        click.option(
-            "--encoding", help="Force the text encoding of CSV files (default: detected)."
-        ),
-        click.option(
-            "--delimiter", help="Force the CSV delimiter (default: sniffed among , ; tab |)."
-        ),
-        click.option(
-            "--phone-column", help="The phone column: a header name or a 1-based position."
-        ),
-        click.option("--days-column", help="The days column: a header name or a 1-based position."),
-        click.option("--no-header", is_flag=True, help="The file is a bare column of numbers."),
-        click.option("--sheet", "sheets", multiple=True, help="Read only this sheet (repeatable)."),
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
-
-
-def validate_options(func: F) -> F:
-    options = [
-        click.option(
-            "--region", default="CO", show_default=True, help="Default region of numbers."
-        ),
-        click.option(
-            "--number-form",
-            type=click.Choice([f.value for f in NumberForm]),
-            default=NumberForm.NATIONAL.value,
-            show_default=True,
-            help="How `telephone` is written (see README: which form your operation dials).",
-        ),
-        click.option("--dial-prefix", default="", help="Digits put before every number, e.g. 9."),
-        click.option("--allow-foreign", is_flag=True, help="Send numbers of other countries too."),
-        click.option("--default-days", type=int, help="Days for rows whose days cell is blank."),
-        click.option(
-            "--max-days", type=int, default=3650, show_default=True, help="Largest days value."
-        ),
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
-
-
-def send_options(func: F) -> F:
-    options = [
-        click.option(
-            "--server",
-            envvar="WOLKVOX_SERVER",
-            help="Wolkvox server code, e.g. 0002 (env WOLKVOX_SERVER).",
-        ),
-        click.option("--base-url", help="Replace https://wvNNNN.wolkvox.com (simulator, tests)."),
-        click.option(
-            "--token-file",
-            type=click.Path(path_type=Path, dir_okay=False),
-            help="File holding the token (mode 600). Default: env WOLKVOX_TOKEN.",
-        ),
-        click.option(
-            "--ca-bundle",
-            type=click.Path(path_type=Path, exists=True, dir_okay=False),
-            help="CA bundle for a corporate proxy.",
-        ),
-        click.option(
-            "--batch-size",
-            type=click.IntRange(1, 10_000),
-            default=1000,
-            show_default=True,
-            help="Numbers per add_dnc call.",
-        ),
-        click.option(
-            "--retries",
-            type=click.IntRange(0, 20),
-            default=5,
-            show_default=True,
-            help="Retries of a failing call.",
-        ),
-        click.option(
-            "--max-wait",
-            type=click.FloatRange(0.0),
-            default=120.0,
-            show_default=True,
-            help="Longest wait between retries, seconds.",
-        ),
-        click.option(
-            "--lock-wait",
-            type=click.FloatRange(0.0),
-            default=300.0,
-            show_default=True,
-            help="Seconds to wait for another run using the same token.",
-        ),
-        click.option(
-            "--max-calls",
-            type=click.IntRange(1),
-            help="Stop cleanly after this many calls (quota budget).",
-        ),
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
-
-
-def report_options(func: F) -> F:
-    options = [
-        click.option(
-            "--reports-dir",
-            type=click.Path(path_type=Path, file_okay=False),
-            default="reports",
-            show_default=True,
-            help="Where run folders are written.",
-        ),
-        click.option("--xlsx", is_flag=True, help="Also write outcomes.xlsx for text inputs."),
-        click.option("--strict", is_flag=True, help="Invalid rows make the run fail (exit 1)."),
-        click.option(
-            "--quiet", "-q", is_flag=True, help="No progress bar and no summary on stderr."
-        ),
-        click.option("--verbose", "-v", is_flag=True, help="Tracebacks on errors."),
-        click.option("--json", "as_json", is_flag=True, help="Print summary.json on stdout."),
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
-
-
 @cli.command()
-@click.argument("files", nargs=-1, required=True)
+@click.argument("files", nargs=-1)
 @click.option(
     "--dry-run", is_flag=True, help="Judge every row and write the reports; send nothing."
 )
@@ -266,26 +156,94 @@ def report_options(func: F) -> F:
 @validate_options
 @send_options
 @report_options
-def run(files: tuple[str, ...], dry_run: bool, **opts: Any) -> None:
-    """Import FILE... (.csv .tsv .txt .xlsx .xlsm .xls .ods) into the Do-Not-Call list."""
-    verbose = bool(opts["verbose"])
+@nightly_options
+@click.pass_context
+def run(ctx: click.Context, /, files: tuple[str, ...], dry_run: bool, **given: Any) -> None:
+    """Import FILE... (.csv .tsv .txt .xlsx .xlsm .xls .ods) into the Do-Not-Call list.
+
+    With --config, --inbox or --keep-days it is an unattended run: it first finishes the
+    unfinished runs of the same config, imports the inbox, then deletes old run folders.
+    """
+    verbose = bool(given["verbose"])
     token: Token | None = None
     with _errors(verbose):
+        config_file = given.pop("config_file")
+        settings = load_config(config_file) if config_file is not None else None
+        opts = merge_config(ctx, given, settings)
+        inputs = files or (tuple(expand_inputs(settings)) if settings is not None else ())
         send: SendOptions | None = None
         if not dry_run:
             url, lock_key = build_url(opts["server"], opts["base_url"])
-            token = load_token(opts["token_file"])
-            send = _send_options(opts, url, lock_key, token)
-    request = RunRequest(
-        inputs=files,
-        read=_read_options(opts),
-        validate=_validate_options(opts),
-        report=ReportOptions(reports_dir=opts["reports_dir"], xlsx=bool(opts["xlsx"])),
-        send=send,
-        strict=bool(opts["strict"]),
+            token = load_token(opts["token_file"], env_name=opts["token_env"] or TOKEN_ENV)
+            send = build_send(opts, url, lock_key, token)
+        state_dir = opts["state_dir"]
+        request = RunRequest(
+            inputs=inputs,
+            read=build_read(opts),
+            validate=build_validate(opts),
+            report=ReportOptions(reports_dir=opts["reports_dir"], xlsx=bool(opts["xlsx"])),
+            send=send,
+            strict=bool(opts["strict"]),
+            config_id=None if config_file is None else _config_id(config_file),
+            ledger=None if send is None else _ledger_path(state_dir),
+            skip_confirmed=not opts["no_skip"],
+        )
+        scheduled = settings is not None or opts["inbox"] is not None or opts["keep_days"]
+        if not scheduled and not inputs:
+            raise UsageError(
+                "no input files: name them (dnc-import run FILE...), or give --config or --inbox"
+            )
+    if not scheduled:
+        result = _execute(lambda progress: run_import(request, progress), opts, token)
+        sys.exit(int(result.exit_code))
+    job = ScheduledRequest(
+        run=request,
+        inbox=opts["inbox"],
+        force=bool(opts["force"]),
+        keep_days=opts["keep_days"],
+        token=token,
     )
-    result = _execute(lambda progress: run_import(request, progress), opts, token)
-    sys.exit(int(result.exit_code))
+    sys.exit(int(_execute_scheduled(job, opts, token)))
+
+
+def _config_id(path: Path) -> str:
+    """A config file's identity: a hash of its absolute path (runs of the same file resume each other)."""
+    return hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:16]
+
+
+def _ledger_path(state_dir: Path | None) -> Path:
+    return default_ledger_path() if state_dir is None else Path(state_dir) / "ledger.sqlite"
+
+
+def _execute_scheduled(
+    job: ScheduledRequest, opts: dict[str, Any], token: Token | None
+) -> ExitCode:
+    verbose, quiet = bool(opts["verbose"]), bool(opts["quiet"])
+    progress = BarProgress(enabled=not quiet and sys.stderr.isatty())
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        with _errors(verbose, token):
+            done = run_scheduled(job, progress)
+    finally:
+        progress.close()
+        signal.signal(signal.SIGTERM, previous)
+    runs = [*done.resumed, *([done.run] if done.run is not None else [])]
+    for result in done.resumed:
+        click.echo(f"resumed run_id: {result.run_id}")
+    if done.run is not None:
+        click.echo(f"run_id: {done.run.run_id}")
+    if opts.get("as_json") and runs:
+        click.echo(json.dumps(runs[-1].summary, indent=2, ensure_ascii=False))
+    if not quiet:
+        for result in runs:
+            click.echo(_scrub(human_summary(result.summary), token), err=True)
+        for moved, why in done.unreadable:
+            click.echo(f"unreadable, moved to {moved}: {why}", err=True)
+        if done.pruned is not None and done.pruned.deleted:
+            click.echo(
+                f"deleted {len(done.pruned.deleted)} run folder(s) older than --keep-days", err=True
+            )
+    return done.exit_code
 
 
 def _execute(
@@ -309,45 +267,34 @@ def _execute(
     return result
 
 
-def _read_options(opts: dict[str, Any]) -> ReadOptions:
-    delimiter = opts["delimiter"]
-    if delimiter in ("tab", "\\t"):
-        delimiter = "\t"
-    if delimiter is not None and len(delimiter) != 1:
-        raise click.BadParameter("give one character, or 'tab'", param_hint="--delimiter")
-    return ReadOptions(
-        encoding=opts["encoding"],
-        delimiter=delimiter,
-        phone_column=opts["phone_column"],
-        days_column=opts["days_column"],
-        no_header=bool(opts["no_header"]),
-        sheets=tuple(opts["sheets"]),
-    )
-
-
-def _validate_options(opts: dict[str, Any]) -> ValidateOptions:
-    return ValidateOptions(
-        region=str(opts["region"]).upper(),
-        form=NumberForm(opts["number_form"]),
-        dial_prefix=str(opts["dial_prefix"] or ""),
-        allow_foreign=bool(opts["allow_foreign"]),
-        default_days=opts["default_days"],
-        max_days=int(opts["max_days"]),
-    )
-
-
-def _send_options(opts: dict[str, Any], url: str, lock_key: str, token: Token) -> SendOptions:
-    return SendOptions(
-        url=url,
-        token=token,
-        lock_key=lock_key,
-        batch_size=int(opts["batch_size"]),
-        retries=int(opts["retries"]),
-        max_wait=float(opts["max_wait"]),
-        lock_wait=float(opts["lock_wait"]),
-        ca_bundle=opts["ca_bundle"],
-        max_calls=opts["max_calls"],
-    )
+@cli.command("check-config")
+@click.argument("config_file", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--verbose", "-v", is_flag=True, help="Tracebacks on errors.")
+def check_config(config_file: Path, verbose: bool) -> None:
+    """Check a config file, and that its token can be read, without sending anything."""
+    with _errors(verbose):
+        settings = load_config(config_file)
+        ctx = run.make_context("run", [])  # every option at its default (or environment) value
+        defaults = {name: value for name, value in ctx.params.items() if name != "files"}
+        opts = merge_config(ctx, defaults, settings)
+        url, _ = build_url(opts["server"], opts["base_url"])
+        load_token(opts["token_file"], env_name=opts["token_env"] or TOKEN_ENV)
+        check_options(build_validate(opts))
+        build_read(opts)
+        inputs = expand_inputs(settings)
+        inbox = opts["inbox"]
+        if inbox is not None and not Path(inbox).is_dir():
+            raise UsageError(
+                f"{config_file}: inbox {inbox} does not exist: create it, or fix 'inbox'"
+            )
+        if not inputs and inbox is None:
+            raise UsageError(
+                f"{config_file}: no inputs matched and no inbox: set 'inputs' or 'inbox'"
+            )
+    click.echo(f"{config_file}: OK")
+    click.echo(f"  sends to {url}, the token is there (not shown)")
+    click.echo(f"  inputs now: {len(inputs)} file(s); inbox: {inbox or 'none'}")
+    click.echo(f"  reports in {opts['reports_dir']}; ledger {_ledger_path(opts['state_dir'])}")
 
 
 @cli.command()

@@ -17,18 +17,22 @@ from importer.errors import TokenError
 TOKEN_ENV = "WOLKVOX_TOKEN"
 
 
-def load_token(token_file: Path | None, environ: Mapping[str, str] | None = None) -> Token:
-    """The token from ``token_file`` if given, else from $WOLKVOX_TOKEN.
+def load_token(
+    token_file: Path | None,
+    environ: Mapping[str, str] | None = None,
+    env_name: str = TOKEN_ENV,
+) -> Token:
+    """The token from ``token_file`` if given, else from the variable ``env_name`` ($WOLKVOX_TOKEN).
 
     A token file readable or writable by group or others is refused: it is a secret.
     """
     env = os.environ if environ is None else environ
     if token_file is not None:
         return _from_file(token_file)
-    value = env.get(TOKEN_ENV, "").strip()
+    value = env.get(env_name, "").strip()
     if not value:
         raise TokenError(
-            f"no token: set {TOKEN_ENV} in the environment, or give --token-file PATH "
+            f"no token: set {env_name} in the environment, or give --token-file PATH "
             f"(a file holding only the token, mode 600)"
         )
     return Token(value)

@@ -358,6 +358,17 @@ class Journal:
                 (Status(to).value, reason, message, *wanted),
             ).rowcount
 
+    def set_lines(self, updates: Iterable[tuple[int, Status, str, str]]) -> int:
+        """Give single lines a new status, reason and message: ``(line_id, status, reason, message)``."""
+        rows = (
+            (Status(status).value, reason, message, line_id)
+            for line_id, status, reason, message in updates
+        )
+        with self._transaction("update lines") as db:
+            return db.executemany(
+                "UPDATE lines SET status = ?, reason = ?, message = ? WHERE id = ?", rows
+            ).rowcount
+
     # -- batches --------------------------------------------------------------------------
 
     def begin_batch(self, batch: int, items: Sequence[SendItem]) -> None:

@@ -21,8 +21,10 @@ import platform
 import shutil
 import time
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields, replace
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
+from itertools import islice
 from pathlib import Path
 from typing import Protocol
 
@@ -42,6 +44,7 @@ from importer.errors import (
     UsageError,
 )
 from importer.journal import Journal
+from importer.ledger import Ledger, skip_verdict
 from importer.lock import token_lock
 from importer.model import BatchResult, Outcome, RawRow, Reason, Status
 from importer.reader import Source, open_source, sha256_file
@@ -96,6 +99,10 @@ class RunRequest:
     strict: bool = False
     config_id: str | None = None
     """Which config file started the run (nightly runs resume their own unfinished runs)."""
+    ledger: Path | None = None
+    """The state database of confirmed numbers; None: no ledger (every valid number is sent)."""
+    skip_confirmed: bool = True
+    """Skip numbers the ledger says are still blocked long enough (``--no-skip`` turns it off)."""
 
 
 @dataclass(frozen=True)
@@ -130,8 +137,16 @@ class _Clock:
         return now
 
 
-def run_import(request: RunRequest, progress: Progress | None = None) -> RunResult:
-    """Run one import from its inputs to its reports; raise ImporterError for bad input."""
+def run_import(
+    request: RunRequest,
+    progress: Progress | None = None,
+    on_loaded: Callable[[str], None] | None = None,
+) -> RunResult:
+    """Run one import from its inputs to its reports; raise ImporterError for bad input.
+
+    ``on_loaded(run_id)`` is called once every row is committed to the journal, before anything
+    is sent (the inbox archives its files then: from there on the journal is the truth).
+    """
     shown = progress or NoProgress()
     clock, started_at = _Clock(), time.perf_counter()
     started = _now()
@@ -161,9 +176,15 @@ def run_import(request: RunRequest, progress: Progress | None = None) -> RunResu
             shutil.rmtree(run_dir, ignore_errors=True)
             raise
         since = clock.add("read_validate", started_at)
+        if on_loaded is not None:
+            on_loaded(run_id)
         if request.send is not None:
             journal.set_meta("state", "sending")
-            stats = _send(journal, request.send, shown)
+            with _ledger(request.ledger) as ledger:
+                if ledger is not None and request.skip_confirmed:
+                    _skip_confirmed(journal, ledger, request.send.lock_key)
+                    since = clock.add("ledger", since)
+                stats = _send(journal, request.send, shown, ledger)
             since = clock.add("send", since)
         else:
             stats = None
@@ -207,7 +228,8 @@ def resume_import(
         )
         _note_resume(journal)
         journal.set_meta("state", "sending")
-        stats = _send(journal, send, shown)
+        with _ledger(_stored_ledger(journal)) as ledger:
+            stats = _send(journal, send, shown, ledger)
         since = clock.add("send", since)
         result = _finish(journal, run_dir, stats, clock, since)
     return replace(result, resumed=True)
@@ -309,7 +331,9 @@ def _counted(rows: Iterable[RawRow], progress: Progress, every: int = 5000) -> I
     progress.rows_read(count % every)
 
 
-def _send(journal: Journal, options: SendOptions, progress: Progress) -> _SendStats:
+def _send(
+    journal: Journal, options: SendOptions, progress: Progress, ledger: Ledger | None = None
+) -> _SendStats:
     stats = _SendStats()
     pending = journal.counts_by_status()[Status.READY.value]
     if pending == 0:
@@ -335,6 +359,12 @@ def _send(journal: Journal, options: SendOptions, progress: Progress) -> _SendSt
             try:
                 for result in chunker.send(journal.items()):
                     journal.record_batch(result)
+                    if ledger is not None and result.status is Status.ADDED:
+                        ledger.record_added(
+                            options.lock_key,
+                            ((item.telephone, item.days_block) for item in result.items),
+                            _today(),
+                        )
                     _log_batch(result)
                     progress.batch_done(result)
             finally:
@@ -352,6 +382,41 @@ def _send(journal: Journal, options: SendOptions, progress: Progress) -> _SendSt
             f"not sent: {stats.stopped}; `dnc-import resume` sends it later",
         )
     return stats
+
+
+@contextmanager
+def _ledger(path: Path | None) -> Iterator[Ledger | None]:
+    if path is None:
+        yield None
+        return
+    with Ledger.open(path) as ledger:
+        yield ledger
+
+
+def _stored_ledger(journal: Journal) -> Path | None:
+    settings = journal.get_meta("settings")
+    path = settings.get("ledger") if isinstance(settings, dict) else None
+    return Path(path) if isinstance(path, str) else None
+
+
+def _skip_confirmed(journal: Journal, ledger: Ledger, server: str, chunk: int = 20_000) -> int:
+    """Mark ``skipped`` every ready number the server confirmed blocked for long enough."""
+    today, skipped = _today(), 0
+    items = journal.items()
+    while batch := list(islice(items, chunk)):
+        blocks = ledger.blocks(server, (item.telephone for item in batch))
+        updates = []
+        for item in batch:
+            why = skip_verdict(blocks.get(item.telephone), item.days_block, today, server=server)
+            if why is not None:
+                updates.append((item.line_id, Status.SKIPPED, Reason.ALREADY_BLOCKED, why))
+        skipped += journal.set_lines(updates) if updates else 0
+    log.info("%d number(s) skipped: already blocked long enough on %s", skipped, server)
+    return skipped
+
+
+def _today() -> date:
+    return datetime.now(UTC).date()
 
 
 def _logged(notice: Callable[[str], None]) -> Callable[[str], None]:
@@ -476,6 +541,8 @@ def _meta(request: RunRequest, run_id: str, started: str) -> dict[str, object]:
         "report": _plain(asdict(request.report)),
         "strict": request.strict,
         "dry_run": request.send is None,
+        "ledger": None if request.ledger is None else str(request.ledger),
+        "skip_confirmed": request.skip_confirmed,
     }
     if request.send is not None:
         send = {f.name: getattr(request.send, f.name) for f in fields(request.send)}

@@ -72,3 +72,10 @@ def test_token_repr_hides_the_secret() -> None:
         import pickle
 
         pickle.dumps(token)
+
+
+def test_token_from_a_named_environment_variable() -> None:
+    env = {"WOLKVOX_TOKEN": "not-this", "DNC_TOKEN_WV0002": SECRET}
+    assert load_token(None, env, env_name="DNC_TOKEN_WV0002").reveal() == SECRET
+    with pytest.raises(TokenError, match="^no token: set OTHER_NAME in the environment"):
+        load_token(None, env, env_name="OTHER_NAME")

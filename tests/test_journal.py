@@ -428,3 +428,23 @@ def test_counts_cover_every_status_and_reason(journal: Journal) -> None:
     assert journal.mark_status({Status.READY, Status.DUPLICATE}, Status.NOT_SENT, "r", "m") == 2
     assert journal.mark_status((), Status.NOT_SENT, "r", "m") == 0
     assert journal.counts_by_reason() == {"missing-phone": 1, "r": 2, "too-short": 1}
+
+
+def test_set_lines_changes_only_the_lines_named(tmp_path: Path) -> None:
+    with Journal.create(tmp_path / "j.sqlite", run_id="r", meta={}) as journal:
+        journal.add_outcomes(
+            [
+                Outcome(
+                    "a.csv", "", row, 1, "x", "1", f"300000000{row}", 1, Status.READY, "valid", "ok"
+                )
+                for row in range(2, 5)
+            ]
+        )
+        changed = journal.set_lines([(2, Status.SKIPPED, "already-blocked", "blocked until X")])
+        lines = list(journal.outcomes())
+    assert changed == 1
+    assert [(o.row, o.status, o.reason, o.message) for o in lines] == [
+        (2, Status.READY, "valid", "ok"),
+        (3, Status.SKIPPED, "already-blocked", "blocked until X"),
+        (4, Status.READY, "valid", "ok"),
+    ]
