@@ -12,6 +12,7 @@ No message ever contains the token.
     ├── TokenError                    2  no token given, or its file is unreadable / too open
     ├── ReportError                   2  the reports folder cannot be written
     ├── JournalError                  2  a run journal missing, corrupt, or from another version
+    ├── LedgerError                   2  the ledger of confirmed numbers cannot be opened or written
     ├── BatchRefused                  -  (internal to the chunker) the server refused one batch
     │   ├── MalformedBatch                400 SOME PARAMETERS ARE REQUIRED: split it and retry
     │   └── BatchTooLarge                 413 or "too large": split it, smaller batches after
@@ -79,6 +80,10 @@ class ReportError(ImporterError):
 
 class JournalError(ImporterError):
     """A run journal that is missing, corrupt or cannot be resumed."""
+
+
+class LedgerError(ImporterError):
+    """The ledger file cannot be created, opened or written."""
 
 
 class BatchRefused(ImporterError):

@@ -30,7 +30,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-from importer.errors import ImporterError, UsageError
+from importer.errors import LedgerError, UsageError
 
 SCHEMA_VERSION = 1
 APPLICATION_ID = 0x444E434C  # "DNCL": tells our ledger from a run journal ("DNCI") or any file
@@ -66,13 +66,6 @@ _WAL_WAIT = 10.0
 """Seconds to retry the switch to WAL while other processes hold the new file."""
 _LOOKUP_CHUNK = 900
 """Telephones per lookup query: bound parameters, under SQLite's oldest limit of 999."""
-
-
-class LedgerError(ImporterError):
-    """The ledger file cannot be created, opened or written (exit code 2).
-
-    To be moved into ``importer/errors.py`` beside ``JournalError``.
-    """
 
 
 def default_state_dir() -> Path:
