@@ -23,6 +23,9 @@ from importer.model import BatchResult, Reason, SendItem, ServerTotals, Status
 
 MAX_BATCH_SIZE = 10_000
 """The API's own limit of records per call."""
+ANSWER_LOST = Reason.ANSWER_LOST
+"""Reason of a batch sent again after a lost answer whose last answer is not "all added"
+(belongs in ``model.Reason``)."""
 
 
 def batches(items: Iterable[SendItem], size: int) -> Iterator[list[SendItem]]:
@@ -78,6 +81,27 @@ def verdict(items: Sequence[SendItem], totals: ServerTotals, batch: int) -> Batc
             "with get_dnc"
         )
     return result(Status.UNCERTAIN, Reason.PARTIAL_BATCH, message)
+
+
+def after_lost_answer(result: BatchResult) -> BatchResult:
+    """The verdict on a batch sent again after an attempt whose answer was lost.
+
+    That attempt may have added the numbers, so a later "none (or some) added" may only mean
+    "already on the list": such a batch is ``uncertain``, never ``rejected``.
+    """
+    message = (
+        f"batch {result.batch} was sent again after its answer was lost, and the first try may "
+        f"have added its numbers; then {result.message}"
+    )
+    return BatchResult(
+        result.batch,
+        result.items,
+        Status.UNCERTAIN,
+        ANSWER_LOST,
+        message,
+        result.totals,
+        result.attempts,
+    )
 
 
 def _shown(value: int | None) -> str:
@@ -141,6 +165,8 @@ class Chunker:
         self.batches_sent += 1
         result = verdict(chunk, totals, number)
         result.attempts = client.last_attempts
+        if client.last_answer_lost and result.status is not Status.ADDED:
+            result = after_lost_answer(result)
         yield result
 
     def _after_refusal(

@@ -110,7 +110,8 @@ def _errors(verbose: bool, token: Token | None = None) -> Iterator[None]:
         _fail(str(exc), exc.exit_code, verbose, token)
     except KeyboardInterrupt:
         _fail(
-            "interrupted before sending began; nothing was sent: run it again",
+            "interrupted: nothing more is sent; a run that had begun sending is finished by "
+            "`dnc-import resume RUN_ID`",
             ExitCode.STOPPED,
             verbose,
             token,

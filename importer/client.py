@@ -331,7 +331,8 @@ class WolkvoxClient:
 
     ``calls`` counts HTTP requests (retries included), ``retries`` the retries;
     ``last_attempts`` and ``last_totals`` describe the last ``add_dnc`` call, even one that
-    raised.
+    raised; ``last_answer_lost`` says that one of its attempts broke after the request may
+    have reached the server (so that attempt may have added the numbers, unanswered).
     """
 
     def __init__(
@@ -361,6 +362,7 @@ class WolkvoxClient:
         self.retries = 0
         self.last_attempts = 0
         self.last_totals = ServerTotals()
+        self.last_answer_lost = False
 
     def add_dnc(self, items: Sequence[SendItem]) -> ServerTotals:
         """Send one batch; return the server's totals, or raise what stops or splits it."""
@@ -372,6 +374,7 @@ class WolkvoxClient:
         ).encode("ascii")
         self.last_attempts = 0
         self.last_totals = ServerTotals()
+        self.last_answer_lost = False
         unknown_403 = 0
         while True:
             self._check_max_calls()
@@ -416,6 +419,8 @@ class WolkvoxClient:
                 "may not have added them; resume the run to send what is left"
             ) from exc
         except httpx.HTTPError as exc:
+            if not isinstance(exc, _NEVER_SENT):
+                self.last_answer_lost = True
             return None, self._network_problem(exc)
         answer = parse_answer(response.status_code, response.content, response.headers)
         return self._scrubbed(answer), ""
@@ -526,6 +531,16 @@ _NETWORK_WORDS: dict[type[httpx.HTTPError], str] = {
     httpx.NetworkError: "network error",
     httpx.TransportError: "transport error",
 }
+
+
+_NEVER_SENT: tuple[type[httpx.HTTPError], ...] = (
+    httpx.ConnectError,
+    httpx.ConnectTimeout,
+    httpx.PoolTimeout,
+    httpx.ProxyError,
+    httpx.UnsupportedProtocol,
+)
+"""Failures before a request can have reached the server; after any other, it may have."""
 
 
 def _is_403(totals: ServerTotals) -> bool:

@@ -49,6 +49,7 @@ class Reason:
     PARTIAL_BATCH = "partial-batch"
     NO_COUNTS = "no-counts"
     REFUSED_MALFORMED = "refused-malformed"
+    ANSWER_LOST = "answer-lost"
     BATCH_FAILED = "batch-failed"
     # phone problems
     MISSING_PHONE = "missing-phone"

@@ -58,6 +58,11 @@ PROBLEM_STATUSES = frozenset({Status.REJECTED, Status.UNCERTAIN, Status.FAILED, 
 RESENDABLE = frozenset({Status.NOT_SENT, Status.FAILED})
 """What resume sends again besides READY lines: never confirmed by the server."""
 
+IN_FLIGHT_MESSAGE = (
+    "in flight when the run was interrupted: the server may or may not have added it; "
+    "`dnc-import resume` sends it again"
+)
+
 log = logging.getLogger("importer")
 log.addHandler(logging.NullHandler())
 
@@ -375,6 +380,8 @@ def _send(
         stats.stopped = Interrupted("interrupted (Ctrl-C or SIGTERM) between batches")
     if stats.stopped is not None:
         log.warning("run stopped: %s", stats.stopped)
+        if isinstance(stats.stopped, Interrupted):
+            _mark_in_flight(journal, stats.stopped)
         journal.mark_status(
             {Status.READY},
             Status.NOT_SENT,
@@ -382,6 +389,22 @@ def _send(
             f"not sent: {stats.stopped}; `dnc-import resume` sends it later",
         )
     return stats
+
+
+def _mark_in_flight(journal: Journal, stopped: SendStopped) -> None:
+    """The lines of a request abandoned by Ctrl-C: the server may have added them."""
+    updates = [
+        (
+            line_id,
+            Status.NOT_SENT,
+            stopped.reason,
+            IN_FLIGHT_MESSAGE,
+        )
+        for batch in journal.in_flight_batches()
+        for line_id in journal.batch_line_ids(batch)
+    ]
+    if updates:
+        journal.set_lines(updates)
 
 
 @contextmanager

@@ -200,6 +200,9 @@ def human_summary(summary: Mapping[str, object]) -> str:
             f"Sent: {calls} call{'s' if calls != 1 else ''} ({retries} "
             f"retr{'ies' if retries != 1 else 'y'}), server added {_int(sending.get('added'))}"
         )
+    stopped = _mapping(summary.get("stopped"))
+    if stopped:
+        lines.append(f"Stopped ({stopped.get('reason')}): {stopped.get('message')}")
     reports = _mapping(summary.get("reports"))
     if reports:
         files = reports.get("files")

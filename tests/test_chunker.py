@@ -313,3 +313,42 @@ def test_real_http_against_the_simulator(simulator: Callable[..., Simulator]) ->
     assert sim.dnc_list() == {i.telephone: i.days_block for i in items}
     assert sorted(sim.received()) == sorted(i.telephone for i in items)
     assert sim.violations == 0 and sim.calls == 3 and sim.connections == 1
+
+
+@pytest.mark.parametrize(
+    ("lost", "rejected", "status", "reason"),
+    [
+        (httpx.RemoteProtocolError("Server disconnected"), 10, Status.UNCERTAIN, "answer-lost"),
+        (httpx.ReadTimeout("timed out"), 3, Status.UNCERTAIN, "answer-lost"),
+        (httpx.ReadTimeout("timed out"), 0, Status.ADDED, Reason.ADDED),
+        (httpx.ConnectError("refused"), 10, Status.REJECTED, Reason.REJECTED_BY_SERVER),
+    ],
+)
+def test_a_batch_sent_again_after_a_lost_answer_is_never_rejected(
+    lost: Exception, rejected: int, status: Status, reason: str
+) -> None:
+    """The lost try may have added the numbers: "none added" then may mean "already listed"."""
+    items = numbers(10)
+    server = FakeWolkvox(rejected=frozenset(i.telephone for i in items[:rejected]))
+    tries: list[int] = []
+
+    def first_answer_lost(request: httpx.Request) -> httpx.Response:
+        tries.append(1)
+        if len(tries) == 1:
+            raise lost
+        return server(request)
+
+    options = opts(batch_size=10)
+    client = WolkvoxClient(
+        httpx.Client(transport=httpx.MockTransport(first_answer_lost)),
+        options,
+        sleep=lambda _: None,
+    )
+    (result,) = Chunker(client, options).send(items)
+    assert (result.status, result.reason, result.attempts) == (status, reason, 2)
+    if reason == "answer-lost":
+        inner = verdict(items, result.totals, 1).message
+        assert result.message == (
+            "batch 1 was sent again after its answer was lost, and the first try may have "
+            f"added its numbers; then {inner}"
+        )

@@ -609,3 +609,26 @@ def test_the_token_appears_in_no_message(replies: list[Reply]) -> None:
     texts += notes
     assert server.requests[0].headers["wolkvox-token"] == SECRET
     assert texts and all(SECRET not in text for text in texts), texts
+
+
+@pytest.mark.parametrize(
+    ("exc", "lost"),
+    [
+        (httpx.ConnectError("[Errno 111] Connection refused"), False),
+        (httpx.ConnectTimeout("timed out"), False),
+        (httpx.PoolTimeout("timed out"), False),
+        (httpx.ProxyError("407"), False),
+        (httpx.ReadTimeout("timed out"), True),
+        (httpx.RemoteProtocolError("Server disconnected without sending a response."), True),
+        (httpx.ReadError("reset"), True),
+        (httpx.WriteError("broken pipe"), True),
+        (httpx.WriteTimeout("timed out"), True),
+    ],
+)
+def test_an_answer_lost_after_the_request_left_is_remembered(exc: Exception, lost: bool) -> None:
+    client, _, _ = make(FakeServer([exc, ok(), ok()]))
+    assert client.last_answer_lost is False
+    client.add_dnc(ITEMS)
+    assert client.last_answer_lost is lost
+    client.add_dnc(ITEMS)  # a new call starts clean
+    assert client.last_answer_lost is False
