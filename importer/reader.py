@@ -604,7 +604,8 @@ def _open_text(name: str, p: Path, options: ReadOptions) -> Source:
     has_data = any(not _is_blank(rec) for _, rec in records)
     records.close()
     if not has_data:
-        raise InputError(f"{name} has no data rows below the header (row {layout.header_row})")
+        raise InputError(f"{name} has no data rows below the header (row {layout.header_row}): "
+                         "export it again with its rows, or remove it from the run")
     delimiter = None if fmt.delimiter == _ONE_COLUMN else fmt.delimiter
     info = SourceInfo(name, scan.sha256, scan.size, "csv", fmt.encoding, delimiter,
                       [layout.info], [])
@@ -782,7 +783,8 @@ def _skip_why(meta: Any, options: ReadOptions) -> str:
 def _refuse_workbook(name: str, skipped: list[tuple[str, str]], seen: list[str]) -> None:
     for sheet, why in skipped:
         if why.startswith("no data rows"):
-            raise InputError(f'{name}, sheet "{sheet}" has {why}')
+            raise InputError(f'{name}, sheet "{sheet}" has {why}: export it again with its '
+                             "rows, or remove it from the run")
     raise InputError(f"{name}: no sheet has a phone column; sheets seen: "
                      f"{', '.join(seen) or 'none visible'}. Name the column with "
                      "--phone-column NAME or a position (--phone-column 2), and the sheet "

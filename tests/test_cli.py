@@ -266,7 +266,7 @@ INPUT_ERRORS = [
         "expected is a folder, not a file: name the files inside it (e.g. expected/*.csv)",
     ),
     (["empty.csv"], "empty.csv is empty (0 bytes): export it again with its rows"),
-    (["header_only.csv"], "header_only.csv has no data rows below the header (row 2)"),
+    (["header_only.csv"], "header_only.csv has no data rows below the header (row 2): export it again with its rows, or remove it from the run"),
     (
         ["garbage.xlsx"],
         (

@@ -179,7 +179,7 @@ def text_cases() -> dict[str, tuple[Callable[[Path], None], Case]]:
                  "(--phone-column 2)."})
     add("header_only.csv", lambda p: write_text(p, [["Titulo"], ["Telefono", "Dias"], ["", ""]],
                                                 "utf-8", ","), {
-        "error": "header_only.csv has no data rows below the header (row 2)"})
+        "error": "header_only.csv has no data rows below the header (row 2): export it again with its rows, or remove it from the run"})
     add("empty.csv", write_bytes(b""), {
         "error": "empty.csv is empty (0 bytes): export it again with its rows"})
     add("blank_lines.csv", write_bytes(b"\r\n;;\r\n  \r\n"), {
@@ -316,7 +316,7 @@ def workbook_cases() -> dict[str, tuple[Callable[[Path], None], Case]]:
                      '(headers "Nombre", "Ciudad"). Name the column with --phone-column NAME '
                      "or a position (--phone-column 2), and the sheet with --sheet NAME."}),
         "header_only.xlsx": (write_header_only_xlsx, {
-            "error": 'header_only.xlsx, sheet "Sheet" has no data rows below the header (row 2)'}),
+            "error": 'header_only.xlsx, sheet "Sheet" has no data rows below the header (row 2): export it again with its rows, or remove it from the run'}),
         "legacy.xls": (write_xls, {
             "info": {"format": "xls", "header_row": 3, "phone_column": "Teléfono"},
             "rows": [[4, 3191234567.0, 30.0], [5, "300 123 4567", 7.0]],
