@@ -15,6 +15,7 @@ here leaves nothing to resume), ``sending``, ``stopped`` (resumable), ``finished
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import platform
@@ -48,7 +49,7 @@ from importer.ledger import Ledger, skip_verdict
 from importer.lock import token_lock
 from importer.model import BatchResult, Outcome, RawRow, Reason, Status
 from importer.reader import Source, open_source, sha256_file
-from importer.reporter import create_run_dir, new_run_id, write_reports
+from importer.reporter import SUMMARY_JSON, create_run_dir, new_run_id, write_reports
 from importer.validator import check_options, validate
 
 JOURNAL_NAME = "journal.sqlite"
@@ -181,19 +182,23 @@ def run_import(
             shutil.rmtree(run_dir, ignore_errors=True)
             raise
         since = clock.add("read_validate", started_at)
-        if on_loaded is not None:
-            on_loaded(run_id)
         if request.send is not None:
+            # from here a crash is resumable: the inbox may archive the files (on_loaded)
             journal.set_meta("state", "sending")
-            with _ledger(request.ledger) as ledger:
-                if ledger is not None and request.skip_confirmed:
-                    _skip_confirmed(journal, ledger, request.send.lock_key)
-                    since = clock.add("ledger", since)
-                stats = _send(journal, request.send, shown, ledger)
-            since = clock.add("send", since)
-        else:
+        try:
+            if on_loaded is not None:
+                on_loaded(run_id)
             stats = None
-        return _finish(journal, run_dir, stats, clock, since)
+            if request.send is not None:
+                with _ledger(request.ledger) as ledger:
+                    if ledger is not None and request.skip_confirmed:
+                        _skip_confirmed(journal, ledger, request.send.lock_key)
+                        since = clock.add("ledger", since)
+                    stats = _send(journal, request.send, shown, ledger)
+                since = clock.add("send", since)
+            return _finish(journal, run_dir, stats, clock, since)
+        except KeyboardInterrupt:
+            raise _interrupted(run_id, resumable=request.send is not None) from None
 
 
 def resume_import(
@@ -202,7 +207,7 @@ def resume_import(
     """Send what a stopped or crashed run did not get confirmed, then rewrite its reports.
 
     At most the batch that was in flight at a crash goes again. A finished run is left as it is
-    (``nothing_to_do``). The inputs are checked against the sha256 the run recorded.
+    (``nothing_to_do``, exit code 0). The inputs are checked against the sha256 the run recorded.
     """
     shown = progress or NoProgress()
     clock, since = _Clock(), time.perf_counter()
@@ -215,36 +220,64 @@ def resume_import(
                 f"run {run_id} stopped while reading its inputs, before anything was sent: "
                 f"there is nothing to resume; start a new run on the same files"
             )
-        _check_inputs(journal, run_id, shown)
-        send = _stored_send_options(journal, token)
-        pending = journal.in_flight_batches()
-        for batch in pending:
-            journal.abandon_batch(batch)
-        requeued = journal.mark_status(
-            RESENDABLE, Status.READY, Reason.VALID, "to be sent again (resumed)"
-        )
-        if send is None or journal.counts_by_status()[Status.READY.value] == 0:
+        if state == "finished":
             return _already_finished(journal, run_dir, run_id)
-        log.info(
-            "resuming run %s: %d line(s) to send, %d batch(es) were in flight",
-            run_id,
-            requeued,
-            len(pending),
-        )
-        _note_resume(journal)
-        journal.set_meta("state", "sending")
-        with _ledger(_stored_ledger(journal)) as ledger:
-            stats = _send(journal, send, shown, ledger)
-        since = clock.add("send", since)
-        result = _finish(journal, run_dir, stats, clock, since)
+        try:
+            _check_inputs(journal, run_id, shown)
+            send = _stored_send_options(journal, token)
+            pending = journal.in_flight_batches()
+            for batch in pending:
+                journal.abandon_batch(batch)
+            requeued = journal.mark_status(
+                RESENDABLE, Status.READY, Reason.VALID, "to be sent again (resumed)"
+            )
+            _note_resume(journal)
+            stats = None if send is None else _SendStats()
+            if send is not None and journal.counts_by_status()[Status.READY.value]:
+                log.info(
+                    "resuming run %s: %d line(s) to send again, %d batch(es) were in flight",
+                    run_id, requeued, len(pending),
+                )  # fmt: skip
+                journal.set_meta("state", "sending")
+                with _ledger(_stored_ledger(journal)) as ledger:
+                    if ledger is not None and _stored_setting(journal, "skip_confirmed"):
+                        _skip_confirmed(journal, ledger, send.lock_key)
+                    stats = _send(journal, send, shown, ledger)
+                since = clock.add("send", since)
+            else:
+                log.info("resume of run %s: nothing left to send; writing its reports", run_id)
+            result = _finish(journal, run_dir, stats, clock, since)
+        except KeyboardInterrupt:
+            raise _interrupted(run_id, resumable=True) from None
     return replace(result, resumed=True)
 
 
 def _already_finished(journal: Journal, run_dir: Path, run_id: str) -> RunResult:
-    """A run with nothing left to send: its reports are rewritten from the journal, exit 0."""
-    log.info("resume of run %s: nothing left to send", run_id)
-    result = _finish(journal, run_dir, None, _Clock(), time.perf_counter())
+    """A finished run: its reports are left as they are (rebuilt only if summary.json is gone)."""
+    log.info("resume of run %s: it had already finished, nothing left to send", run_id)
+    try:
+        summary = json.loads((run_dir / SUMMARY_JSON).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        summary = None
+    if isinstance(summary, dict) and isinstance(summary.get("reports"), dict):
+        names = summary["reports"].get("files")
+        files = {str(n).replace(".", "_"): str(run_dir / str(n)) for n in names or ()}
+        result = RunResult(run_id, run_dir, ExitCode.OK, summary, files)
+    else:
+        result = _finish(journal, run_dir, None, _Clock(), time.perf_counter())
     return replace(result, exit_code=ExitCode.OK, resumed=True, nothing_to_do=True)
+
+
+def _interrupted(run_id: str, *, resumable: bool) -> Interrupted:
+    """Ctrl-C or SIGTERM outside the sending loop (which stops cleanly on its own)."""
+    if not resumable:
+        return Interrupted(
+            f"run {run_id} was interrupted before its reports were written: run it again"
+        )
+    return Interrupted(
+        f"run {run_id} was interrupted before it finished; nothing is lost: "
+        f"`dnc-import resume {run_id}` finishes it"
+    )
 
 
 def run_sends(run_dir: Path) -> bool:
@@ -414,6 +447,11 @@ def _ledger(path: Path | None) -> Iterator[Ledger | None]:
         return
     with Ledger.open(path) as ledger:
         yield ledger
+
+
+def _stored_setting(journal: Journal, name: str) -> object:
+    settings = journal.get_meta("settings")
+    return settings.get(name) if isinstance(settings, dict) else None
 
 
 def _stored_ledger(journal: Journal) -> Path | None:

@@ -383,14 +383,16 @@ def _judge_digits(
         return _bad(
             raw,
             Reason.INVALID_NUMBER,
-            f"{_quote(raw)} is not a valid {where} number; check its digits in the source",
+            f"{_quote(raw)} is not a valid {where} number; check its digits in the source"
+            + _idd_hint(text, region),
         )
     foreign = country_code != region.country_code
     if foreign and not options.allow_foreign:
         return _bad(
             raw,
             Reason.FOREIGN_NUMBER,
-            f"{_quote(raw)} is a {where} number, not {region.code}; add --allow-foreign to send it",
+            f"{_quote(raw)} is a {where} number, not {region.code}; add --allow-foreign to send it"
+            + _idd_hint(text, region),
         )
     telephone = _telephone(number, country_code, options, foreign)
     kind = _TYPE_NAMES.get(phonenumbers.number_type(number), "")
@@ -399,6 +401,15 @@ def _judge_digits(
         described += " (foreign, allowed by --allow-foreign)"
     dropped = f" (extension {extension} not sent)" if extension else ""
     return _Phone(raw, telephone, None, f"{described}; sent as {telephone}{dropped}")
+
+
+def _idd_hint(text: str, region: _Region) -> str:
+    """A hint for '0057 ...': in CO, 005/007/009 are carriers' international prefixes."""
+    digits = "".join(ch for ch in text if ch.isdigit())
+    code = str(region.country_code)
+    if digits.startswith("00" + code):
+        return f" (if 00{code} was meant as the country code, write +{code} instead)"
+    return ""
 
 
 def _parse_failure(exc: NumberParseException, raw: str, region: _Region) -> _Phone:

@@ -776,3 +776,12 @@ def test_a_leading_apostrophe_from_our_reports_is_dropped(
 def test_a_negative_days_value_behind_an_apostrophe_is_still_negative() -> None:
     (line,) = validate([RawRow("errors.csv", "", 2, "3191234567", "'-5")], ValidateOptions())
     assert (line.status, line.reason) == (Status.INVALID, "days-negative")
+
+
+def test_a_0057_number_gets_a_hint_to_write_plus_57() -> None:
+    (line,) = validate([RawRow("a.csv", "", 3, "0057 310 987 6543", "30")], ValidateOptions())
+    assert (line.status, line.reason) == (Status.INVALID, "invalid-number")
+    assert line.message == (
+        "'0057 310 987 6543' is not a valid RU number; check its digits in the source "
+        "(if 0057 was meant as the country code, write +57 instead)"
+    )
