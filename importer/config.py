@@ -2,9 +2,25 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
+
+
+def state_dir_path() -> Path:
+    """The per-user state folder (ledger, token locks); not created here.
+
+    ``$DNC_IMPORT_STATE_DIR``, else ``$XDG_STATE_HOME/dnc-import`` (an absolute one), else
+    ``~/.local/state/dnc-import``.
+    """
+    state = os.environ.get("DNC_IMPORT_STATE_DIR", "").strip()
+    xdg = os.environ.get("XDG_STATE_HOME", "").strip()
+    if state:
+        return Path(state).expanduser()
+    if xdg and Path(xdg).is_absolute():
+        return Path(xdg) / "dnc-import"
+    return Path.home() / ".local" / "state" / "dnc-import"
 
 
 class NumberForm(str, Enum):

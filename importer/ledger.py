@@ -33,6 +33,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
+from importer.config import state_dir_path
 from importer.errors import LedgerError, UsageError
 
 SCHEMA_VERSION = 1
@@ -77,14 +78,7 @@ def default_state_dir() -> Path:
     ``$DNC_IMPORT_STATE_DIR``, else ``$XDG_STATE_HOME/dnc-import``, else
     ``~/.local/state/dnc-import`` (the same rule as ``lock.default_lock_dir``).
     """
-    state = os.environ.get("DNC_IMPORT_STATE_DIR", "").strip()
-    xdg = os.environ.get("XDG_STATE_HOME", "").strip()
-    if state:
-        folder = Path(state).expanduser()
-    elif xdg and Path(xdg).is_absolute():
-        folder = Path(xdg) / "dnc-import"
-    else:
-        folder = Path.home() / ".local" / "state" / "dnc-import"
+    folder = state_dir_path()
     try:
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         folder.chmod(0o700)

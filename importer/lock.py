@@ -20,7 +20,7 @@ from pathlib import Path
 
 import filelock
 
-from importer.config import Token
+from importer.config import Token, state_dir_path
 from importer.errors import Interrupted, LockTimeout, UsageError
 
 _HOLDER_SUFFIX = ".holder"
@@ -34,14 +34,7 @@ def default_lock_dir() -> Path:
     ``$DNC_IMPORT_STATE_DIR/locks``, else ``$XDG_STATE_HOME/dnc-import/locks``, else
     ``~/.local/state/dnc-import/locks``.
     """
-    state = os.environ.get("DNC_IMPORT_STATE_DIR", "").strip()
-    xdg = os.environ.get("XDG_STATE_HOME", "").strip()
-    if state:
-        folder = Path(state).expanduser() / "locks"
-    elif xdg and Path(xdg).is_absolute():
-        folder = Path(xdg) / "dnc-import" / "locks"
-    else:
-        folder = Path.home() / ".local" / "state" / "dnc-import" / "locks"
+    folder = state_dir_path() / "locks"
     _make_private_dir(folder)
     return folder
 
