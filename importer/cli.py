@@ -229,17 +229,21 @@ def _execute_scheduled(
         progress.close()
         signal.signal(signal.SIGTERM, previous)
     runs = [*done.resumed, *([done.run] if done.run is not None else [])]
-    for result in done.resumed:
-        click.echo(f"resumed run_id: {result.run_id}")
-    if done.run is not None:
-        click.echo(f"run_id: {done.run.run_id}")
-    if opts.get("as_json") and runs:
-        click.echo(json.dumps(runs[-1].summary, indent=2, ensure_ascii=False))
+    if opts.get("as_json"):
+        # stdout is one JSON document for monitoring: the summary of the last run made
+        if runs:
+            click.echo(json.dumps(runs[-1].summary, indent=2, ensure_ascii=False))
+    else:
+        for result in done.resumed:
+            click.echo(f"resumed run_id: {result.run_id}")
+        if done.run is not None:
+            click.echo(f"run_id: {done.run.run_id}")
     if not quiet:
         for result in runs:
             click.echo(_scrub(human_summary(result.summary), token), err=True)
+        where = "moved to" if job.run.send is not None else "left in place:"
         for moved, why in done.unreadable:
-            click.echo(f"unreadable, moved to {moved}: {why}", err=True)
+            click.echo(f"unreadable, {where} {moved}: {why}", err=True)
         if done.pruned is not None and done.pruned.deleted:
             click.echo(
                 f"deleted {len(done.pruned.deleted)} run folder(s) older than --keep-days", err=True

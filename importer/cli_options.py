@@ -179,23 +179,29 @@ def nightly_options(func: F) -> F:
 def merge_config(
     ctx: click.Context, opts: dict[str, Any], settings: FileSettings | None
 ) -> dict[str, Any]:
-    """The options with the config file's values where the command line gave none."""
+    """The options with the config file's values where the command line gave none.
+
+    Of two options that say one thing two ways (``PAIRS``), the one given on the command line
+    drops the other whatever gave it (the file, the environment: ``--base-url`` beats
+    ``WOLKVOX_SERVER``); likewise the file's one drops the environment's other.
+    """
     merged = dict(opts)
     merged.setdefault("token_env", None)
+    given = {name for name in opts if ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE}
+    covered = set(given)
+    for first, second in PAIRS:
+        for mine, other in ((first, second), (second, first)):
+            if mine in given and other not in given:
+                merged[other] = None
+                covered.add(other)
     if settings is None:
         return merged
-    given = {name for name in opts if ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE}
-    for first, second in PAIRS:
-        if first in given or second in given:
-            given |= {first, second}
-            merged.setdefault(first, None)
-            merged.setdefault(second, None)
     for name, value in settings.values.items():
-        if name not in given:
+        if name not in covered:
             merged[name] = value
     for first, second in PAIRS:  # the file beats the environment: its one drops the other
         for mine, other in ((first, second), (second, first)):
-            if mine in settings.values and mine not in given:
+            if mine in settings.values and mine not in covered:
                 merged[other] = None
     return merged
 

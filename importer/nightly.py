@@ -4,13 +4,15 @@
 
 Order, each step safe to cut at any moment:
 
-1. every unfinished run started by the same config (``config_id``) is resumed first;
+1. every unfinished run started by the same config (``config_id``) is resumed first, from its
+   journal even if its export was rewritten since; never one still running in another process;
 2. the inbox is scanned: files still being written wait for the next run, files whose sha256 was
-   already imported are left alone (unless ``force``), files that cannot be read move to
-   ``failed/`` with a ``.error.txt`` beside them;
+   already imported are left alone (unless ``force``), files that cannot be read (or lack a days
+   column with no default days) move to ``failed/`` with a ``.error.txt`` beside them;
 3. the readable files (and any explicit inputs) are imported as one run; once all their rows are
    in the journal (before anything is sent) they move to ``archive/`` and their sha256 is
-   recorded, so a crash after that point is finished by ``resume``, never imported twice;
+   recorded, so a crash after that point is finished by ``resume``, never imported twice. A dry
+   run moves nothing;
 4. run folders older than ``keep_days`` are deleted (never an unfinished one).
 """
 
@@ -31,8 +33,10 @@ from importer.pipeline import (
     Progress,
     RunRequest,
     RunResult,
+    check_days_columns,
     resume_import,
     run_import,
+    run_in_progress,
 )
 from importer.reader import open_source, sha256_file
 from importer.reporter import new_run_id
@@ -84,8 +88,12 @@ def run_scheduled(request: ScheduledRequest, progress: Progress | None = None) -
     reports_dir = request.run.report.reports_dir
     if request.run.config_id is not None and request.run.send is not None:
         for run_dir in unfinished_runs(reports_dir, request.run.config_id):
+            if run_in_progress(run_dir):
+                shown.notice(f"run {run_dir.name} is still running in another process: left to it")
+                continue
             shown.notice(f"finishing the unfinished run {run_dir.name} first")
-            result.resumed.append(resume_import(run_dir, request.token, shown))
+            resumed = resume_import(run_dir, request.token, shown, check_inputs=False)
+            result.resumed.append(resumed)
     inputs = list(request.run.inputs)
     inbox_files: list[Path] = []
     if request.inbox is not None:
@@ -93,7 +101,8 @@ def run_scheduled(request: ScheduledRequest, progress: Progress | None = None) -
         inputs += [str(path) for path in inbox_files]
     if inputs:
         on_loaded = None
-        if request.inbox is not None and inbox_files:
+        if request.inbox is not None and inbox_files and request.run.send is not None:
+            # a dry run leaves the inbox as it is: the files are still to be imported
             on_loaded = _archiver(request, inbox_files, result)
         run = replace(request.run, inputs=tuple(inputs))
         result.run = run_import(run, shown, on_loaded=on_loaded)
@@ -123,8 +132,12 @@ def _inbox_files(
     readable: list[Path] = []
     for path in found.ready:
         try:
-            open_source(path, request.run.read)
+            check_days_columns([open_source(path, request.run.read)], request.run.validate)
         except InputError as exc:
+            if request.run.send is None:  # a dry run leaves the inbox as it is
+                result.unreadable.append((path, str(exc)))
+                progress.notice(f"{path} cannot be read (left in place by a dry run): {exc}")
+                continue
             moved = fail(inbox, path, new_run_id(), str(exc))
             result.unreadable.append((moved, str(exc)))
             progress.notice(f"{path} cannot be read, moved to {moved}: {exc}")

@@ -29,6 +29,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Protocol
 
+import filelock
 import phonenumbers
 
 from importer import __version__
@@ -54,6 +55,7 @@ from importer.validator import check_options, validate
 
 JOURNAL_NAME = "journal.sqlite"
 LOG_NAME = "run.log"
+RUN_LOCK_NAME = ".run.lock"
 WORKBOOK_FORMATS = frozenset({"xlsx", "xlsm", "xlsb", "xls", "ods"})
 PROBLEM_STATUSES = frozenset({Status.REJECTED, Status.UNCERTAIN, Status.FAILED, Status.NOT_SENT})
 RESENDABLE = frozenset({Status.NOT_SENT, Status.FAILED})
@@ -160,18 +162,19 @@ def run_import(
     if not request.inputs:
         raise InputError("no input files given: name one or more .csv/.xlsx/.xls/.ods files")
     sources = [open_source(path, request.read) for path in request.inputs]
-    _check_days_columns(sources, request.validate)
+    check_days_columns(sources, request.validate)
 
     run_id = new_run_id()
     run_dir = create_run_dir(request.report.reports_dir, run_id)
     try:
+        lock = _RunLock(run_dir, run_id)
         journal = Journal.create(
             run_dir / JOURNAL_NAME, run_id=run_id, meta=_meta(request, run_id, started)
         )
     except BaseException:
         shutil.rmtree(run_dir, ignore_errors=True)
         raise
-    with journal, _run_log(run_dir):
+    with lock, journal, _run_log(run_dir):
         log.info(
             "run %s started: %d input(s), dry run: %s", run_id, len(sources), request.send is None
         )
@@ -202,17 +205,29 @@ def run_import(
 
 
 def resume_import(
-    run_dir: Path, token: Token | None, progress: Progress | None = None
+    run_dir: Path,
+    token: Token | None,
+    progress: Progress | None = None,
+    *,
+    check_inputs: bool = True,
 ) -> RunResult:
     """Send what a stopped or crashed run did not get confirmed, then rewrite its reports.
 
     At most the batch that was in flight at a crash goes again. A finished run is left as it is
-    (``nothing_to_do``, exit code 0). The inputs are checked against the sha256 the run recorded.
+    (``nothing_to_do``, exit code 0). The inputs are checked against the sha256 the run
+    recorded: a changed one is an InputError, or with ``check_inputs=False`` (an unattended
+    run, whose export may be rewritten in place every night) a notice, and the run goes on from
+    its journal, which holds every row it read.
     """
     shown = progress or NoProgress()
     clock, since = _Clock(), time.perf_counter()
     journal = Journal.open(run_dir / JOURNAL_NAME)
-    with journal, _run_log(run_dir):
+    try:
+        lock = _RunLock(run_dir, run_dir.name)
+    except BaseException:
+        journal.close()
+        raise
+    with lock, journal, _run_log(run_dir):
         run_id = str(journal.get_meta("run_id"))
         state = journal.get_meta("state")
         if state == "loading":
@@ -223,7 +238,7 @@ def resume_import(
         if state == "finished":
             return _already_finished(journal, run_dir, run_id)
         try:
-            _check_inputs(journal, run_id, shown)
+            _check_inputs(journal, run_id, shown, strict=check_inputs)
             send = _stored_send_options(journal, token)
             pending = journal.in_flight_batches()
             for batch in pending:
@@ -280,6 +295,53 @@ def _interrupted(run_id: str, *, resumable: bool) -> Interrupted:
     )
 
 
+class _RunLock:
+    """An OS lock on ``run_dir/.run.lock``, held while a process works on the run.
+
+    So a run is never resumed while it is still running (a nightly run started while
+    yesterday's is still sending, or ``dnc-import resume`` typed meanwhile). The OS drops it
+    when the process dies, so a crashed run can be resumed at once.
+    """
+
+    def __init__(self, run_dir: Path, run_id: str) -> None:
+        self._lock = filelock.FileLock(
+            str(run_dir / RUN_LOCK_NAME), mode=0o600, thread_local=False, preserve_lock_file=True
+        )
+        try:
+            self._lock.acquire(timeout=0)
+        except filelock.Timeout:
+            raise JournalError(
+                f"run {run_id} is still running in another process: let it finish (or stop "
+                f"it), then resume it"
+            ) from None
+        except OSError as exc:
+            raise JournalError(
+                f"run {run_id}: its lock file in {run_dir} cannot be created ({exc.strerror}): "
+                f"check the run folder is writable"
+            ) from exc
+
+    def __enter__(self) -> None:
+        pass
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
+
+
+def run_in_progress(run_dir: Path) -> bool:
+    """Whether a process is working on the run in ``run_dir`` right now."""
+    lock = filelock.FileLock(
+        str(run_dir / RUN_LOCK_NAME), mode=0o600, thread_local=False, preserve_lock_file=True
+    )
+    try:
+        lock.acquire(timeout=0)
+    except filelock.Timeout:
+        return True
+    except OSError:
+        return False  # resume says what is wrong with the folder
+    lock.release()
+    return False
+
+
 def run_sends(run_dir: Path) -> bool:
     """Whether the run in ``run_dir`` was a sending run (a dry run's resume needs no token)."""
     with Journal.open(run_dir / JOURNAL_NAME) as journal:
@@ -287,17 +349,26 @@ def run_sends(run_dir: Path) -> bool:
     return isinstance(settings, dict) and isinstance(settings.get("send"), dict)
 
 
-def _check_inputs(journal: Journal, run_id: str, progress: Progress) -> None:
+def _check_inputs(journal: Journal, run_id: str, progress: Progress, *, strict: bool) -> None:
     for source in journal.sources():
         path = Path(str(source["path"]))
         if not path.is_file():
             progress.notice(f"{path} is no longer there; resuming from the journal alone")
             continue
-        if sha256_file(path) != source["sha256"]:
-            raise InputError(
-                f"{path} changed since run {run_id} read it (its sha256 differs): resume sends "
-                f"only what that run read; start a new run for the new file"
+        if sha256_file(path) == source["sha256"]:
+            continue
+        if not strict:
+            message = (
+                f"{path} changed since run {run_id} read it: sending what that run read, "
+                f"from its journal"
             )
+            log.warning("%s", message)
+            progress.notice(message)
+            continue
+        raise InputError(
+            f"{path} changed since run {run_id} read it (its sha256 differs): resume sends "
+            f"only what that run read; start a new run for the new file"
+        )
 
 
 def _stored_send_options(journal: Journal, token: Token | None) -> SendOptions | None:
@@ -321,7 +392,8 @@ def _note_resume(journal: Journal) -> None:
     journal.set_meta("resumes", history)
 
 
-def _check_days_columns(sources: list[Source], options: ValidateOptions) -> None:
+def check_days_columns(sources: Iterable[Source], options: ValidateOptions) -> None:
+    """InputError for a sheet without a days column when no default days were given."""
     if options.default_days is not None:
         return
     for source in sources:
