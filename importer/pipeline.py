@@ -25,7 +25,6 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import UTC, date, datetime
-from itertools import islice
 from pathlib import Path
 from typing import Protocol
 
@@ -46,9 +45,9 @@ from importer.errors import (
     UsageError,
 )
 from importer.journal import Journal
-from importer.ledger import Ledger, skip_verdict
+from importer.ledger import Ledger
 from importer.lock import token_lock
-from importer.model import BatchResult, Outcome, RawRow, Reason, Status
+from importer.model import BatchResult, RawRow, Reason, Status
 from importer.reader import Source, open_source, sha256_file
 from importer.reporter import SUMMARY_JSON, create_run_dir, new_run_id, write_reports
 from importer.validator import check_options, validate
@@ -187,6 +186,7 @@ def run_import(
         since = clock.add("read_validate", started_at)
         if request.send is not None:
             # from here a crash is resumable: the inbox may archive the files (on_loaded)
+            journal.ready_to_send()
             journal.set_meta("state", "sending")
         try:
             if on_loaded is not None:
@@ -532,18 +532,9 @@ def _stored_ledger(journal: Journal) -> Path | None:
     return Path(path) if isinstance(path, str) else None
 
 
-def _skip_confirmed(journal: Journal, ledger: Ledger, server: str, chunk: int = 20_000) -> int:
+def _skip_confirmed(journal: Journal, ledger: Ledger, server: str) -> int:
     """Mark ``skipped`` every ready number the server confirmed blocked for long enough."""
-    today, skipped = _today(), 0
-    items = journal.items()
-    while batch := list(islice(items, chunk)):
-        blocks = ledger.blocks(server, (item.telephone for item in batch))
-        updates = []
-        for item in batch:
-            why = skip_verdict(blocks.get(item.telephone), item.days_block, today, server=server)
-            if why is not None:
-                updates.append((item.line_id, Status.SKIPPED, Reason.ALREADY_BLOCKED, why))
-        skipped += journal.set_lines(updates) if updates else 0
+    skipped = journal.skip_confirmed(ledger.path, server, _today())
     log.info("%d number(s) skipped: already blocked long enough on %s", skipped, server)
     return skipped
 
@@ -596,7 +587,8 @@ def _finish(
     meta = journal.meta()
     settings = meta.get("settings")
     settings = settings if isinstance(settings, dict) else {}
-    by_status = journal.counts_by_status()
+    counts = journal.counts()
+    by_status = counts["by_status"]
     exit_code = _exit_code(by_status, stats, bool(settings.get("strict")))
     inputs = [source["detected"] for source in journal.sources()]
     summary: dict[str, object] = {
@@ -610,10 +602,10 @@ def _finish(
         "settings": settings,
         "inputs": inputs,
         "counts": {
-            "lines": journal.line_count(),
+            "lines": counts["lines"],
             "rows": journal.distinct_rows(),
             "by_status": by_status,
-            "by_reason": journal.counts_by_reason(),
+            "by_reason": counts["by_reason"],
         },
         "sending": _sending_summary(journal, stats),
         "stopped": None
@@ -625,8 +617,7 @@ def _finish(
     xlsx = bool(_dig(settings, "report", "xlsx")) or any(
         isinstance(i, dict) and i.get("format") in WORKBOOK_FORMATS for i in inputs
     )
-    outcomes: Callable[[], Iterable[Outcome]] = journal.outcomes
-    files = write_reports(run_dir, outcomes, summary, xlsx=xlsx)
+    files = write_reports(run_dir, journal, summary, xlsx=xlsx)
     log.info("reports written in %.3f s", time.perf_counter() - since)
     stopped = stats is not None and stats.stopped is not None
     journal.set_meta("state", "stopped" if stopped else "finished")

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import random
 import sqlite3
 import stat
 import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -15,7 +17,8 @@ import pytest
 from importer import journal as journal_module
 from importer.errors import JournalError
 from importer.journal import SCHEMA_VERSION, Journal
-from importer.model import BatchResult, Outcome, SendItem, ServerTotals, Status
+from importer.ledger import Ledger, skip_verdict
+from importer.model import OUTCOME_COLUMNS, BatchResult, Outcome, SendItem, ServerTotals, Status
 
 
 def line(
@@ -67,16 +70,29 @@ def test_create_makes_a_private_wal_file_with_its_meta(path: Path) -> None:
         j.add_outcomes([line("3191234567")])
         assert j.get_meta("run_id") == "R1"
         assert j.meta() == {"n": 3, "run_id": "R1", "settings": {"days": [1, 2]}}
+        assert j._db.execute("PRAGMA synchronous").fetchone()[0] == 0  # OFF while loading
+        j.ready_to_send()
+        j.ready_to_send()  # idempotent
         assert mode(path) == 0o600
         assert mode(Path(f"{path}-wal")) == 0o600
         assert mode(Path(f"{path}-shm")) == 0o600
-        assert j._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL: durable commits
+        assert j._db.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL: survives kill -9
     other = sqlite3.connect(path)
     try:
         assert other.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert other.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     finally:
         other.close()
+
+
+def test_the_first_batch_makes_the_journal_durable_by_itself(path: Path) -> None:
+    with Journal.create(path, run_id="R", meta={}) as j:
+        j.add_outcomes([line("3191234567")])
+        j.begin_batch(1, list(j.items()))
+        assert j._db.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+    with Journal.open(path) as j:
+        assert j._db.execute("PRAGMA synchronous").fetchone()[0] == 1
+        assert j.in_flight_batches() == [1]
 
 
 def test_create_refuses_an_existing_file(path: Path) -> None:
@@ -448,3 +464,202 @@ def test_set_lines_changes_only_the_lines_named(tmp_path: Path) -> None:
         (3, Status.SKIPPED, "already-blocked", "blocked until X"),
         (4, Status.READY, "valid", "ok"),
     ]
+
+
+def test_counts_in_one_pass_agree_with_the_single_counts(journal: Journal) -> None:
+    journal.add_outcomes(
+        [line("3191234567", row=2), line("3191234567", row=3),
+         line("12", 30, row=4, status=Status.INVALID, reason="too-short")]
+    )  # fmt: skip
+    journal.mark_duplicates()
+    assert journal.counts() == {
+        "lines": journal.line_count(),
+        "by_status": journal.counts_by_status(),
+        "by_reason": journal.counts_by_reason(),
+    }
+    assert journal.counts()["by_reason"] == {"duplicate": 1, "too-short": 1, "valid": 1}
+
+
+# -- rows: the fast read -----------------------------------------------------------------------
+
+
+def test_rows_are_plain_tuples_in_line_order_across_pages(
+    journal: Journal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(journal_module, "_PAGE", 4)
+    outcomes = [line(f"31912345{i:02d}", i + 1, row=i + 2) for i in range(9)]
+    journal.add_outcomes(outcomes)
+    assert list(journal.rows(("row", "status", "days_block"))) == [
+        (i + 2, "ready", i + 1) for i in range(9)
+    ]
+    seen = []
+    for row in journal.rows(("row",)):
+        seen.append(row[0])
+        if row[0] == 10:  # the last page: a line added meanwhile is read too
+            journal.add_outcomes([line("3000000000", row=99)])
+    assert seen == [*range(2, 11), 99]
+    assert next(journal.rows()) == (
+        "clientes.csv", "", 2, 1, "3191234500", "1", "3191234500", 1, "ready", "valid", "", None,
+    )  # fmt: skip
+    as_rows = [
+        tuple(o.status.value if name == "status" else getattr(o, name) for name in OUTCOME_COLUMNS)
+        for o in journal.outcomes()
+    ]
+    assert list(journal.rows()) == as_rows
+
+
+def test_rows_escape_only_the_cells_that_start_with_a_listed_character(journal: Journal) -> None:
+    journal.add_outcomes(
+        [
+            Outcome("=a.csv", "-S", 2, 1, "+57 319", "-5", "3191234567", 30, Status.READY,
+                    "@r", "=m", None),
+            Outcome("a.csv", "", 3, 1, "x=1", "5", "", None, Status.INVALID, "too-short",
+                    "plain", None),
+        ]
+    )  # fmt: skip
+    called: list[str] = []
+
+    def mark(cell: str) -> str:
+        called.append(cell)
+        return "!" + cell
+
+    rows = list(journal.rows(OUTCOME_COLUMNS, escape=mark, escape_first="=+-@"))
+    assert rows == [
+        ("!=a.csv", "!-S", 2, 1, "!+57 319", "!-5", "3191234567", 30, "ready", "!@r", "!=m",
+         None),
+        ("a.csv", "", 3, 1, "x=1", "5", "", None, "invalid", "too-short", "plain", None),
+    ]  # fmt: skip
+    assert sorted(called) == sorted(["=a.csv", "-S", "+57 319", "-5", "@r", "=m"])
+
+
+def test_rows_of_a_column_that_does_not_exist(journal: Journal) -> None:
+    with pytest.raises(JournalError) as caught:
+        list(journal.rows(("row", "id; DROP TABLE lines")))
+    assert str(caught.value) == (
+        f"run journal {journal.path}: cannot read the columns ['row', 'id; DROP TABLE lines']: "
+        f"name some of {', '.join(OUTCOME_COLUMNS)} (this is a bug)"
+    )
+
+
+# -- duplicates: the SQL against a plain Python reading of the rule ----------------------------
+
+
+def expected_duplicates(outcomes: list[Outcome]) -> list[tuple[Status, str]]:
+    kept: dict[str, int] = {}
+    for index, o in enumerate(outcomes):
+        if o.status is Status.READY:
+            best = kept.get(o.telephone)
+            if best is None or (o.days_block or 0) > (outcomes[best].days_block or 0):
+                kept[o.telephone] = index
+    verdicts = []
+    for index, o in enumerate(outcomes):
+        if o.status is not Status.READY or kept[o.telephone] == index:
+            verdicts.append((o.status, o.message))
+            continue
+        k = outcomes[kept[o.telephone]]
+        where = k.source_file + (f":{k.sheet}" if k.sheet else "") + f" row {k.row}"
+        where += f" part {k.part}" if k.part > 1 else ""
+        unit = "day" if k.days_block == 1 else "days"
+        message = f"duplicate of {where} (kept there with {k.days_block} {unit})"
+        verdicts.append((Status.DUPLICATE, message))
+    return verdicts
+
+
+def test_duplicates_agree_with_the_rule_on_many_random_lines(journal: Journal) -> None:
+    pick = random.Random(5)
+    outcomes = [
+        line(
+            f"31900000{pick.randrange(60):02d}",
+            pick.choice([1, 15, 30, 30, 90]),
+            file=pick.choice(["a.csv", "crm.xlsx"]),
+            sheet=pick.choice(["", "Hoja 1"]),
+            row=index + 2,
+            part=pick.choice([1, 1, 2]),
+            status=pick.choice([Status.READY] * 6 + [Status.INVALID, Status.ADDED]),
+        )
+        for index in range(400)
+    ]
+    marked = journal.add_outcomes(outcomes) and journal.mark_duplicates()
+    got = [(o.status, o.message) for o in journal.outcomes()]
+    assert got == expected_duplicates(outcomes)
+    assert marked == sum(status is Status.DUPLICATE for status, _ in got) > 100
+
+
+# -- the ledger skip: one UPDATE against the Python path over the same real files ---------------
+
+
+def test_skip_confirmed_agrees_with_skip_verdict(tmp_path: Path, journal: Journal) -> None:
+    today = date(2026, 11, 28)
+    ledger_path = tmp_path / "state" / "ledger.sqlite"
+    with Ledger.open(ledger_path) as ledger:
+        ledger.record_added("wv0002", [("3000000001", 90), ("3000000002", 30)], date(2026, 11, 1))
+        ledger.record_added("wv0002", [("3000000003", 1), ("3000000004", 365)], date(2026, 11, 27))
+        ledger.record_added("wv0042", [("3000000005", 365)], date(2026, 11, 27))  # another server
+    outcomes = [
+        line("3000000001", 62, row=2),  # until 2027-01-30 = today + 63: skipped with 62
+        line("3000000001", 63, row=3),  # ... and with 63 (the boundary)
+        line("3000000001", 64, row=4),  # one day short: sent
+        line("3000000002", 2, row=5),  # until 2026-12-01: skipped with 2 days
+        line("3000000003", 1, row=6),  # until 2026-11-28 = today: not today + 1: sent
+        line("3000000004", 300, row=7),  # until 2027-11-27: skipped
+        line("3000000004", 300, row=8, status=Status.INVALID, reason="days-too-large"),
+        line("3000000005", 1, row=9),  # confirmed on another server only: sent
+        line("3999999999", 1, row=10),  # never confirmed: sent
+    ]
+    journal.add_outcomes(outcomes)
+    with Ledger.open(ledger_path) as ledger:  # the Python path, as the pipeline takes it
+        blocks = ledger.blocks("wv0002", (item.telephone for item in journal.items()))
+        expected = {
+            item.line_id: skip_verdict(
+                blocks.get(item.telephone), item.days_block, today, server="wv0002"
+            )
+            for item in journal.items()
+        }
+    assert journal.skip_confirmed(ledger_path, "wv0002", today) == 4
+    got = list(journal.outcomes())
+    for line_id, why in expected.items():
+        o = got[line_id - 1]
+        if why is None:
+            assert (o.status, o.reason) == (Status.READY, "valid"), o
+        else:
+            assert (o.status, o.reason, o.message) == (Status.SKIPPED, "already-blocked", why)
+    assert [o.row for o in got if o.status is Status.SKIPPED] == [2, 3, 5, 7]
+    assert got[0].message == (
+        "already blocked on wv0002 until 2027-01-30 (confirmed 2026-11-01 for 90 days); "
+        "--no-skip sends it again"
+    )
+    assert got[6].status is Status.INVALID
+    assert journal.skip_confirmed(ledger_path, "wv0002", today) == 0
+    assert journal.skip_confirmed(ledger_path, "wv9999", today) == 0  # a server it never saw
+    assert [o.status for o in journal.outcomes()] == [o.status for o in got]
+
+
+def test_skip_confirmed_with_a_one_day_block_and_no_write_to_the_ledger(
+    tmp_path: Path, journal: Journal
+) -> None:
+    ledger_path = tmp_path / "ledger.sqlite"
+    with Ledger.open(ledger_path) as ledger:
+        ledger.record_added("wv0002", [("3000000003", 1)], date(2026, 11, 27))
+    before = ledger_path.read_bytes()
+    journal.add_outcomes([line("3000000003", 1, row=2)])
+    assert journal.skip_confirmed(ledger_path, "wv0002", date(2026, 11, 27)) == 1
+    assert next(journal.outcomes()).message == (
+        "already blocked on wv0002 until 2026-11-28 (confirmed 2026-11-27 for 1 day); "
+        "--no-skip sends it again"
+    )
+    assert ledger_path.read_bytes() == before
+    assert journal._db.execute("PRAGMA database_list").fetchall()[1:] == []  # detached
+
+
+def test_skip_confirmed_with_a_file_that_is_no_ledger(tmp_path: Path, journal: Journal) -> None:
+    other = tmp_path / "other.sqlite"
+    sqlite3.connect(other).close()
+    journal.add_outcomes([line("3000000003", 1, row=2)])
+    with pytest.raises(JournalError) as caught:
+        journal.skip_confirmed(other, "wv0002", date(2026, 11, 27))
+    assert str(caught.value) == (
+        f"run journal {journal.path}: cannot skip the numbers the ledger {other} confirmed "
+        f"(no such table: dnc_ledger.blocks): check the disk has space and the run folder is "
+        f"writable; everything committed before is kept"
+    )
+    assert journal.counts_by_status()["ready"] == 1

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import openpyxl
 import pytest
+import python_calamine
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -237,9 +238,8 @@ def test_outcomes_xlsx_has_text_cells_and_no_formula(tmp_path: Path) -> None:
     ]
     assert all(row[phone].data_type == "s" for row in rows[1:])
     assert [(row[telephone].value, row[telephone].data_type) for row in rows[1:]] == [
-        ("3191234567", "s"), (None, "inlineStr"), ("3001112233", "s"), ("3101234567", "s"),
-        (None, "inlineStr"),
-    ]  # fmt: skip
+        ("3191234567", "s"), (None, "n"), ("3001112233", "s"), ("3101234567", "s"), (None, "n"),
+    ]  # an empty text is an empty cell  # fmt: skip
     assert [row[OUTCOME_COLUMNS.index("row")].value for row in rows[1:]] == [2, 3, 7, 8, 9]
     assert rows[5][OUTCOME_COLUMNS.index("raw_days")].value == "'=1"
     summary_rows = [[c.value for c in row] for row in book["Summary"].iter_rows()]
@@ -247,6 +247,65 @@ def test_outcomes_xlsx_has_text_cells_and_no_formula(tmp_path: Path) -> None:
     assert ["status", "lines"] in summary_rows and ["invalid", 3] in summary_rows
     assert ["reason", "lines"] in summary_rows and ["not-a-number", 2] in summary_rows
     assert summary_rows[-1] == ["'=clientes.csv", "ab" * 32]
+
+
+NASTY = [
+    *OUTCOMES,
+    Outcome("a&b <c>.csv", "Hoja 1", 9, 3, " 319 123 ", "\r=1", "", None, Status.REJECTED,
+            "rejected-by-server", 'a "quoted" <b>&amp;</b>\r\nsecond line', 2**40),
+    Outcome("ñandú.xlsx", "Año", 10, 1, "x\x00y\x1fz\tw", "", "3001112233", 1,
+            Status.UNCERTAIN, "=SUM(A1)", "días: 1", None),
+]  # fmt: skip
+
+
+def as_written(outcome: Outcome) -> list[object]:
+    """An outcome line as outcomes.xlsx holds it: safe text, control chars as U+FFFD."""
+    cells: list[object] = []
+    for name in OUTCOME_COLUMNS:
+        value = getattr(outcome, name)
+        if isinstance(value, Status):
+            value = value.value
+        if isinstance(value, str):
+            value = safe_cell(value)
+            value = "".join("\ufffd" if ord(c) < 32 and c not in "\t\n\r" else c for c in value)
+        cells.append(None if value == "" else value)
+    return cells
+
+
+def test_openpyxl_and_calamine_read_outcomes_xlsx_back_as_written(tmp_path: Path) -> None:
+    write_reports(tmp_path, lambda: NASTY, summary_for(NASTY), xlsx=True)
+    expected = [list(OUTCOME_COLUMNS)] + [as_written(o) for o in NASTY]
+    book = openpyxl.load_workbook(tmp_path / "outcomes.xlsx")
+    by_openpyxl = [list(row) for row in book["Outcomes"].iter_rows(values_only=True)]
+    calamine = python_calamine.CalamineWorkbook.from_path(str(tmp_path / "outcomes.xlsx"))
+    assert calamine.sheet_names == ["Outcomes", "Summary"]
+    by_calamine = [
+        [None if cell == "" else int(cell) if isinstance(cell, float) else cell for cell in row]
+        for row in calamine.get_sheet_by_name("Outcomes").to_python()
+    ]
+    assert by_openpyxl == expected
+    assert by_calamine == expected
+    assert by_openpyxl[-2][OUTCOME_COLUMNS.index("batch")] == 2**40  # a number, not text
+    summary = [list(row) for row in book["Summary"].iter_rows(values_only=True)]
+    assert summary[:3] == [["run_id", "20261128T083102Z-3f9a1c"], ["lines", 6], [None, None]]
+    assert ["rejected-by-server", 1] in summary and ["'=SUM(A1)", 1] in summary
+
+
+def test_reports_from_a_journal_equal_reports_from_outcomes(tmp_path: Path) -> None:
+    from_list, from_journal = tmp_path / "list", tmp_path / "journal"
+    from_list.mkdir()
+    from_journal.mkdir()
+    write_reports(from_list, lambda: NASTY, summary_for(NASTY), xlsx=True)
+    with Journal.create(from_journal / "journal.sqlite", run_id="R", meta={}) as journal:
+        journal.add_outcomes(NASTY)
+        write_reports(from_journal, journal, summary_for(NASTY), xlsx=True)
+    for name in ("outcomes.csv", "errors.csv"):
+        assert (from_journal / name).read_bytes() == (from_list / name).read_bytes()
+    rows = [
+        [list(row) for row in openpyxl.load_workbook(folder / "outcomes.xlsx").active.values]
+        for folder in (from_list, from_journal)
+    ]
+    assert rows[0] == rows[1] and len(rows[0]) == 1 + len(NASTY)
 
 
 def test_counts_that_do_not_reconcile_raise_and_write_no_summary(tmp_path: Path) -> None:
