@@ -20,12 +20,16 @@ import datetime as dt
 import hashlib
 import itertools
 import re
+import stat
+import struct
 import unicodedata
 import zipfile
+import zlib
 from collections.abc import Callable, Generator, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from python_calamine import (
     CalamineError,
@@ -52,6 +56,12 @@ _HEAD_BYTES = 64 * 1024
 _CHUNK = 1024 * 1024
 _MAX_RECORD_LINES = 100
 """A quoted CSV cell longer than this many lines is taken for a missing closing quote."""
+_MAX_LINE_BYTES = _CHUNK
+"""A text line longer than this (1 MiB) is refused: no phone list has one, and reading it whole
+would let one line take any amount of memory. Equal to ``_CHUNK``, so that checking the lines
+that cross a chunk boundary is enough."""
+_MAX_COLUMNS = 16_384
+"""Excel's last column (XFD): a text record with more fields is refused."""
 _DELIMITERS = (",", ";", "\t", "|")
 _ONE_COLUMN = "\x1f"
 """The csv delimiter used for a one-column text file (a character that never occurs in one)."""
@@ -160,13 +170,38 @@ TEXT_SUFFIXES = frozenset({".csv", ".tsv", ".txt", ".tab", ".dat"})
 
 def open_source(path: str | Path, options: ReadOptions) -> Source:
     """Check a file and detect how to read it; raise ``InputError`` naming the fix."""
-    name = str(path)
-    p = Path(path)
+    try:
+        return _open(str(path), Path(path), options)
+    except (InputError, UsageError) as exc:
+        _one_line(exc)
+        raise
+
+
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+
+
+def _one_lined(exc: InputError) -> InputError:
+    _one_line(exc)
+    return exc
+
+
+def _one_line(exc: InputError | UsageError) -> None:
+    """Make a message one line: headers, sheet names and file names may hold line breaks (or
+    terminal escapes), and the CLI promises one line ``Error: ...``."""
+    exc.message = _CONTROL.sub(" ", exc.message)
+    exc.args = (exc.message,)
+
+
+def _open(name: str, p: Path, options: ReadOptions) -> Source:
     _check_options(options)
     try:
-        if p.is_dir():
+        mode = p.stat().st_mode
+        if stat.S_ISDIR(mode):
             raise InputError(f"{name} is a folder, not a file: name the files inside it "
                              f"(e.g. {p / '*.csv'})")
+        if not stat.S_ISREG(mode):  # /dev/zero never ends, a FIFO blocks: never open them
+            raise InputError(f"{name} is not a regular file ({_kind(mode)}): save the list "
+                             "as a .csv or .xlsx file and name that file")
         with p.open("rb") as f:
             magic = f.read(8)
     except FileNotFoundError as exc:
@@ -178,7 +213,8 @@ def open_source(path: str | Path, options: ReadOptions) -> Source:
         raise InputError(f"{name} cannot be read ({exc.strerror or exc}): check the path")\
             from exc
     if magic.startswith((b"PK\x03\x04", b"\xd0\xcf\x11\xe0")):
-        return _open_workbook(name, p, magic, options)
+        with _no_panic(name, p):
+            return _open_workbook(name, p, magic, options)
     if p.suffix.lower() in {".xlsx", ".xlsm", ".xlsb", ".xls", ".ods"}:
         what = "it is empty" if not magic else "it is neither a zip nor an OLE2 file"
         raise _not_a_workbook(name, p, what)
@@ -188,6 +224,14 @@ def open_source(path: str | Path, options: ReadOptions) -> Source:
             f".xlsm, .xls or .ods files (rename a CSV export to .csv)"
         )
     return _open_text(name, p, options)
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISFIFO(mode):
+        return "a named pipe"
+    return "a socket" if stat.S_ISSOCK(mode) else "not a plain file"
 
 
 # ---------------------------------------------------------------- options and columns
@@ -224,8 +268,15 @@ def _position(spec: str | None) -> int | None:
     return int(spec.strip())
 
 
+_LISTED = 20
+"""Names listed in a message at most (a header row may have 16,384 cells)."""
+
+
 def _quoted(names: Iterable[str]) -> str:
-    return ", ".join(f'"{n}"' for n in names) or "none"
+    listed = list(names)
+    shown = [f'"{n[:40]}..."' if len(n) > 40 else f'"{n}"' for n in listed[:_LISTED]]
+    more = f" and {len(listed) - _LISTED:,} more" if len(listed) > _LISTED else ""
+    return ", ".join(shown) + more or "none"
 
 
 @dataclass
@@ -400,16 +451,28 @@ class _ByteScan:
     utf8_ok: bool
     nul_line: int | None
     cp1252_bad_line: int | None
+    long_line: int | None
+    """The first line longer than ``_MAX_LINE_BYTES`` (counting both LF and CR as line ends)."""
 
 
 def _scan_bytes(p: Path) -> _ByteScan:
-    """Hash the file and check every byte: NULs, UTF-8 validity, bytes cp1252 lacks."""
+    """Hash the file and check every byte: NULs, UTF-8 validity, bytes cp1252 lacks, and lines
+    too long."""
     digest, decoder = hashlib.sha256(), codecs.getincrementaldecoder("utf-8")()
     size, lines, head, utf8_ok = 0, 1, b"", True
     nul_line: int | None = None
     cp_bad: int | None = None
+    long_line: int | None = None
+    line_start = 0  # offset where the current line began
     with p.open("rb") as f:
         while chunk := f.read(_CHUNK):
+            if long_line is None:
+                first = min(_line_end(chunk.find(b"\n")), _line_end(chunk.find(b"\r")))
+                if size + min(first, len(chunk)) - line_start > _MAX_LINE_BYTES:
+                    long_line = lines
+                last = max(chunk.rfind(b"\n"), chunk.rfind(b"\r"))
+                if last >= 0:
+                    line_start = size + last + 1
             digest.update(chunk)
             head = head or chunk[:_HEAD_BYTES]
             if utf8_ok:
@@ -428,7 +491,28 @@ def _scan_bytes(p: Path) -> _ByteScan:
             decoder.decode(b"", final=True)
         except UnicodeDecodeError:
             utf8_ok = False
-    return _ByteScan(digest.hexdigest(), size, head, utf8_ok, nul_line, cp_bad)
+    return _ByteScan(digest.hexdigest(), size, head, utf8_ok, nul_line, cp_bad, long_line)
+
+
+def _line_end(at: int) -> int:
+    return _CHUNK + 1 if at < 0 else at
+
+
+def _check_bytes(name: str, scan: _ByteScan, forced: str | None) -> None:
+    """Refuse binary files, NUL bytes (unless the encoding is UTF-16/32) and runaway lines."""
+    head = scan.head
+    bom16 = head.startswith((b"\xff\xfe", b"\xfe\xff"))
+    wide = (forced or "").lower().replace("_", "-").startswith(("utf-16", "utf-32", "utf16"))
+    if scan.nul_line is not None and not (wide or (bom16 and not forced)):
+        if b"\x00" in head:
+            raise InputError(f"{name} looks like a binary file, not a spreadsheet or a text "
+                             "(CSV) file: export it again as .csv or .xlsx")
+        raise InputError(f"{name}: line {scan.nul_line} contains a NUL byte: the file is "
+                         "damaged or not a text file; remove that line or export it again")
+    if scan.long_line is not None:
+        raise InputError(f"{name}: line {scan.long_line} is longer than 1 MiB: no phone list "
+                         "has such lines; is it really a text (CSV) file? Export it again as "
+                         ".csv or .xlsx")
 
 
 def _first_bad_line(p: Path, encoding: str) -> tuple[int, bool]:
@@ -448,13 +532,6 @@ def _encoding(name: str, p: Path, scan: _ByteScan, forced: str | None) -> str:
     """The forced encoding, else: BOM, then UTF-8 if every byte is UTF-8, else cp1252."""
     head = scan.head
     bom16 = head.startswith((b"\xff\xfe", b"\xfe\xff"))
-    wide = (forced or "").lower().replace("_", "-").startswith(("utf-16", "utf-32", "utf16"))
-    if scan.nul_line is not None and not (wide or (bom16 and not forced)):
-        if b"\x00" in head:
-            raise InputError(f"{name} looks like a binary file, not a spreadsheet or a text "
-                             "(CSV) file: export it again as .csv or .xlsx")
-        raise InputError(f"{name}: line {scan.nul_line} contains a NUL byte: the file is "
-                         "damaged or not a text file; remove that line or export it again")
     if forced:
         return forced
     if bom16:
@@ -510,6 +587,8 @@ class _TextFormat:
                     start, line = line + 1, reader.line_num
                     if line - start >= _MAX_RECORD_LINES:
                         raise self.runaway(start, line)
+                    if len(rec) > _MAX_COLUMNS:
+                        raise self.too_wide(start, len(rec))
                     if start > after:
                         yield start, rec
         except (UnicodeDecodeError, csv.Error, OSError) as exc:
@@ -519,6 +598,11 @@ class _TextFormat:
         return InputError(f"{self.name}: line {start}: a quoted cell runs over "
                           f"{end - start + 1} lines: is a closing quote (\") missing? Fix that "
                           "line, or export the file again")
+
+    def too_wide(self, start: int, width: int) -> InputError:
+        return InputError(f"{self.name}: line {start} has {width:,} columns, more than a "
+                          f"spreadsheet holds ({_MAX_COLUMNS:,}): is the delimiter right? Force "
+                          "it with --delimiter ';' (or tab), or export the file again")
 
     def error(self, exc: Exception, line: int) -> InputError:
         if isinstance(exc, UnicodeDecodeError):
@@ -557,6 +641,8 @@ class _TextSource(Source):
                     if start <= after:
                         continue
                     n = len(rec)
+                    if n > _MAX_COLUMNS:
+                        raise fmt.too_wide(start, n)
                     phone = rec[pi] if pi < n else ""
                     if (not phone or phone.isspace()) and _is_blank(rec):
                         sheet.blank_rows += 1
@@ -565,7 +651,10 @@ class _TextSource(Source):
                     yield RawRow(name, "", start, phone,
                                  None if di is None else (rec[di] if di < n else ""))
         except (UnicodeDecodeError, csv.Error, OSError) as exc:
-            raise fmt.error(exc, line + 1) from exc
+            raise _one_lined(fmt.error(exc, line + 1)) from exc
+        except InputError as exc:
+            _one_line(exc)
+            raise
 
 
 def _text_format(name: str, p: Path, scan: _ByteScan, options: ReadOptions) -> tuple[
@@ -590,6 +679,7 @@ def _open_text(name: str, p: Path, options: ReadOptions) -> Source:
         raise InputError(f"{name} cannot be read ({exc.strerror or exc})") from exc
     if scan.size == 0:
         raise InputError(f"{name} is empty (0 bytes): export it again with its rows")
+    _check_bytes(name, scan, options.encoding)
     fmt, hint = _text_format(name, p, scan, options)
     first = fmt.records(hint)
     head = list(itertools.islice(first, options.header_scan_rows))
@@ -614,22 +704,225 @@ def _open_text(name: str, p: Path, options: ReadOptions) -> Source:
 
 # ---------------------------------------------------------------- workbooks
 
+_MAX_UNZIPPED = 1 << 30
+"""A workbook whose zip members declare more than 1 GiB uncompressed in all is refused."""
+_MAX_RATIO = 100
+"""A member over 1 MiB that expands more than this is refused: real sheets expand 5 to 20
+times, deflate's ceiling is about 1,032 (a zip bomb)."""
+_EXCEL_ROWS = 1_048_576
+_MAX_CELLS = 1 << 25
+"""The most cells a sheet's used range may span (A1:AF1048576): calamine allocates the whole
+rectangle, 32 bytes a cell, so two far cells in a tiny file would ask for 512 GiB."""
+_ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, KeyError, EOFError,
+               zlib.error, NotImplementedError, RuntimeError, ValueError)
+_REF = rb""" r\s*=\s*["']"""
+"""An attribute named r, as quick-xml reads one (the chunks have tabs and newlines made spaces,
+so the literal " r" prefix keeps the search fast)."""
+_SPACES = bytes.maketrans(b"\t\n\r", b"   ")
+_FAR_REF = re.compile(_REF + rb"(?=[A-Za-z]*0*[1-9]\d{6}|[A-Za-z]{3}|[B-Zb-z][A-Za-z]\d"
+                      rb"|[Aa][G-Zg-z]\d)([A-Za-z]*)(\d*)")
+"""A reference in row 1,000,000 or more, or beyond column AF: rare, so cheap to look at."""
+_ANY_ROW = re.compile(_REF + rb"[A-Za-z]*(\d+)")
+_OVERLAP = 4096
+
+
 def _workbook_format(name: str, p: Path, magic: bytes) -> str:
+    """The workbook kind; refuse zip bombs and sheets too large to hold before calamine."""
     if magic.startswith(b"\xd0\xcf\x11\xe0"):
+        if _is_encrypted_ooxml(name, p):
+            raise _password(name)
         return "xls"
     try:
         with zipfile.ZipFile(p) as z:
-            names = set(z.namelist())
+            infos = z.infolist()
+            _check_sizes(name, infos)
+            names = {i.filename for i in infos}
             mimetype = z.read("mimetype") if "mimetype" in names else b""
-    except (zipfile.BadZipFile, OSError, KeyError) as exc:
+            fmt = ("ods" if b"opendocument.spreadsheet" in mimetype
+                   else "xlsb" if "xl/workbook.bin" in names
+                   else ("xlsm" if "xl/vbaProject.bin" in names else "xlsx")
+                   if "xl/workbook.xml" in names else "")
+            if fmt in ("xlsx", "xlsm"):
+                for info in infos:
+                    if info.filename.lower().endswith(".xml"):
+                        _check_extent(name, z, info)
+    except _ZIP_ERRORS as exc:
         raise _not_a_workbook(name, p, "a damaged zip archive") from exc
-    if b"opendocument.spreadsheet" in mimetype:
-        return "ods"
-    if "xl/workbook.bin" in names:
-        return "xlsb"
-    if "xl/workbook.xml" in names:
-        return "xlsm" if "xl/vbaProject.bin" in names else "xlsx"
-    raise _not_a_workbook(name, p, "a zip archive without a spreadsheet in it")
+    if not fmt:
+        raise _not_a_workbook(name, p, "a zip archive without a spreadsheet in it")
+    return fmt
+
+
+def _check_sizes(name: str, infos: list[zipfile.ZipInfo]) -> None:
+    """Refuse a zip bomb from its declared sizes (calamine stops at a declared size)."""
+    total = 0
+    for info in infos:
+        total += info.file_size
+        ratio = info.file_size // max(info.compress_size, 1)
+        if info.file_size > _CHUNK and ratio > _MAX_RATIO:
+            raise InputError(f"{name}: its part {info.filename} expands {ratio:,} times when "
+                             f"unzipped (real workbooks: under {_MAX_RATIO}): it looks like a "
+                             "zip bomb and is not read; export the list again as .csv or .xlsx")
+    if total > _MAX_UNZIPPED:
+        raise InputError(f"{name} expands to {total / (1 << 30):.1f} GiB when unzipped, over "
+                         "the 1 GiB limit: split it into smaller workbooks, or save it as .csv")
+
+
+def _member_chunks(z: zipfile.ZipFile, info: zipfile.ZipInfo) -> Iterator[bytes]:
+    """A member's bytes in 1 MiB chunks, each starting with the last 4 KiB of the one before,
+    tabs and line breaks made spaces."""
+    tail = b""
+    with z.open(info) as member:
+        while chunk := member.read(_CHUNK):
+            chunk = chunk.translate(_SPACES)
+            yield tail + chunk
+            tail = chunk[-_OVERLAP:]
+
+
+def _column_number(letters: bytes) -> int:
+    number = 0
+    for c in letters.upper():
+        number = number * 26 + c - 64
+    return number
+
+
+def _check_extent(name: str, z: zipfile.ZipFile, info: zipfile.ZipInfo) -> None:
+    """Refuse a sheet whose used range spans more than ``_MAX_CELLS`` cells."""
+    far = 0
+    for data in _member_chunks(z, info):
+        for m in _FAR_REF.finditer(data):
+            column, row = m.groups()
+            if row and int(row) > _EXCEL_ROWS:
+                raise InputError(f"{name}: {info.filename} has a cell in row {int(row):,}, "
+                                 f"beyond Excel's last row ({_EXCEL_ROWS:,}): the file is "
+                                 "damaged; open it in Excel and save it again as .xlsx")
+            end = data.find(b">", m.end())
+            number = _column_number(column)
+            if number > 32 and (end < 0 or data[end - 1:end] != b"/"):  # <c r="XFD1" s="3"/>
+                far = max(far, number)
+    if not far:
+        return  # columns A to AF, rows up to 1,048,576: within _MAX_CELLS
+    rows = max((int(r) for data in _member_chunks(z, info) for r in _ANY_ROW.findall(data)),
+               default=1)
+    if far * rows > _MAX_CELLS:
+        raise InputError(f"{name}: {info.filename} spans {far:,} columns by {rows:,} rows, over "
+                         f"{_MAX_CELLS:,} cells: delete the far-off cells (Ctrl+End shows the "
+                         "last one) and save it again, or save the list as .csv")
+
+
+_END_OF_CHAIN = 0xFFFFFFFE
+_MINI_CUTOFF = 4096
+
+
+class _DamagedOle(Exception):
+    """An OLE2 structure calamine would loop on or size wrongly (never leaves this module)."""
+
+
+def _ole_names(name: str, p: Path) -> set[str]:
+    """The stream names of an OLE2 file ([MS-CFB]), once every sector chain in it is checked:
+    calamine follows chains and trusts sizes, so a cycle or a 4 GiB size in a 5 KB file would
+    make it loop or allocate without end."""
+    try:
+        with p.open("rb") as f:
+            return _CfbCheck(f, p.stat().st_size).names()
+    except (_DamagedOle, struct.error, OSError, UnicodeDecodeError) as exc:
+        raise _not_a_workbook(name, p, f"a damaged OLE2 file: {exc}") from exc
+
+
+class _CfbCheck:
+    """Walk an OLE2 file's FAT, directory and mini FAT with bounded effort."""
+
+    def __init__(self, f: BinaryIO, size: int) -> None:
+        self.f, self.size = f, size
+        header = f.read(512)
+        if len(header) < 512:
+            raise _DamagedOle("shorter than its header")
+        self.header = header
+        shift = struct.unpack_from("<H", header, 30)[0]
+        if shift not in (9, 12):  # 512 or 4,096 bytes
+            raise _DamagedOle(f"sector shift {shift}")
+        self.sector = 1 << shift
+        self.count = size // self.sector - 1  # whole sectors after the header (calamine panics
+        # on a sector cut short)
+        fat_sectors = list(struct.unpack_from("<109I", header, 76))
+        difat = struct.unpack_from("<I", header, 68)[0]
+        for _ in range(self.count + 1):
+            if difat >= _END_OF_CHAIN:
+                break
+            entries = self.words(self.read(difat))
+            fat_sectors += entries[:-1]
+            difat = entries[-1]
+        else:
+            raise _DamagedOle("its DIFAT chain loops")
+        self.fat: list[int] = []
+        for n in fat_sectors:
+            if n < self.count:
+                self.fat += self.words(self.read(n))
+
+    def words(self, block: bytes) -> list[int]:
+        return list(struct.unpack(f"<{len(block) // 4}I", block))
+
+    def read(self, n: int) -> bytes:
+        if n >= self.count:
+            raise _DamagedOle(f"sector {n} is past its end")
+        self.f.seek((n + 1) * self.sector)
+        return self.f.read(self.sector).ljust(self.sector, b"\0")
+
+    def chain(self, start: int, table: list[int], what: str) -> list[int]:
+        """The sectors of a chain, refusing one that loops or leaves the table."""
+        out: list[int] = []
+        n = start
+        while n != _END_OF_CHAIN:
+            if n >= len(table) or len(out) > len(table):
+                raise _DamagedOle(f"the chain of {what} is broken")
+            if table is self.fat and n >= self.count:
+                raise _DamagedOle(f"{what} runs past the end of the file: it is cut short")
+            out.append(n)
+            n = table[n]
+        return out
+
+    def names(self) -> set[str]:
+        header, names = self.header, set()
+        directory = b"".join(self.read(n) for n in self.chain(
+            struct.unpack_from("<I", header, 48)[0], self.fat, "its directory"))
+        entries = [directory[at:at + 128] for at in range(0, len(directory), 128)]
+        minifat_start = struct.unpack_from("<I", header, 60)[0]
+        minifat = [] if minifat_start >= _END_OF_CHAIN else self.words(b"".join(
+            self.read(n) for n in self.chain(minifat_start, self.fat, "its mini FAT")))
+        root_size = 0
+        for i, entry in enumerate(entries):
+            length, kind = struct.unpack_from("<HB", entry, 64)
+            start, size = struct.unpack_from("<II", entry, 116)  # v3: the high word is ignored
+            if kind not in (1, 2, 5) or not 2 <= length <= 64:
+                continue
+            label = entry[:length - 2].decode("utf-16-le")
+            names.add(label)
+            if kind == 1:
+                continue
+            if size > self.size:
+                raise _DamagedOle(f'"{label}" claims {size:,} bytes')
+            if kind == 5:
+                root_size = size
+            if i == 0 or size >= _MINI_CUTOFF:
+                if size:
+                    self.chain(start, self.fat, f'"{label}"')
+            elif size:
+                sectors = self.chain(start, minifat, f'"{label}"')
+                if max(sectors) * 64 >= root_size:
+                    raise _DamagedOle(f'"{label}" is past the end of the mini stream')
+        return names
+
+
+def _is_encrypted_ooxml(name: str, p: Path) -> bool:
+    """Whether an OLE2 file holds the streams of a password-protected .xlsx (and refuse one
+    whose structure is damaged)."""
+    names = _ole_names(name, p)
+    return "EncryptionInfo" in names and "EncryptedPackage" in names
+
+
+def _password(name: str) -> InputError:
+    return InputError(f"{name} is protected by a password: open it, remove the password "
+                      "and save it again")
 
 
 def _not_a_workbook(name: str, p: Path, what: str) -> InputError:
@@ -640,12 +933,24 @@ def _not_a_workbook(name: str, p: Path, what: str) -> InputError:
                       "save it again as .xlsx")
 
 
+@contextmanager
+def _no_panic(name: str, p: Path) -> Iterator[None]:
+    """calamine panics on some damaged files; pyo3 raises that as ``PanicException``, a
+    ``BaseException`` that no module exports, hence the test on its name."""
+    try:
+        yield
+    except BaseException as exc:
+        if type(exc).__name__ != "PanicException":
+            raise
+        first = (str(exc).splitlines() or ["a panic"])[0]
+        raise _not_a_workbook(name, p, f"the reader failed on it: {first}") from exc
+
+
 def _load(name: str, p: Path) -> CalamineWorkbook:
     try:
         return CalamineWorkbook.from_path(p)
     except PasswordError as exc:
-        raise InputError(f"{name} is protected by a password: open it, remove the password "
-                         "and save it again") from exc
+        raise _password(name) from exc
     except (CalamineError, OSError, ValueError) as exc:
         raise _not_a_workbook(name, p, str(exc).split("\n")[0]) from exc
 
@@ -683,12 +988,17 @@ class _WorkbookSource(Source):
 
     def rows(self) -> Iterator[RawRow]:
         name = self.info.path
-        wb = _load(name, self._path)
         try:
-            for layout in self._layouts:
-                yield from self._sheet(name, wb, layout)
-        finally:
-            wb.close()
+            with _no_panic(name, self._path):
+                wb = _load(name, self._path)
+                try:
+                    for layout in self._layouts:
+                        yield from self._sheet(name, wb, layout)
+                finally:
+                    wb.close()
+        except InputError as exc:
+            _one_line(exc)
+            raise
 
     def _sheet(self, name: str, wb: CalamineWorkbook, layout: _Layout) -> Iterator[RawRow]:
         sheet = layout.info
