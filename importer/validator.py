@@ -40,6 +40,14 @@ Days: an int, a whole float, or text ``15``, `` 15 ``, ``+15``, ``15.0``, ``15,0
 ``--default-days`` or ``missing-days``. Text ``1.000`` / ``1,000`` could be 1 or 1000 and is
 ``days-not-a-number`` (never guessed). When the phone and the days are both bad, the phone's
 reason wins and the message names both. ``telephone`` is set whenever the phone is valid.
+
+Speed: most cells are clean numbers (``3191234567``, ``+57 319 123 4567``, ``3191234567.0``). For
+them a fast path (``_FastPath``) finds what ``phonenumbers.parse`` + ``is_valid_number`` +
+``number_type`` would, from phonenumbers' own metadata for the region (its patterns, possible
+lengths, country code, international and national prefixes), without parsing. It only ever
+answers "valid, this national number, this type"; whenever it is unsure (an IDD, a national
+prefix, another country code, any other character) the full parse decides, as it does for every
+invalid number. ``tests/test_validator_fastpath.py`` proves both ways give the same outcomes.
 """
 
 from __future__ import annotations
@@ -47,12 +55,20 @@ from __future__ import annotations
 import math
 import re
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import cache
+from typing import Any, NamedTuple
 
 import phonenumbers
-from phonenumbers import NumberParseException, PhoneNumber, PhoneNumberType, ValidationResult
+from phonenumbers import (
+    NumberParseException,
+    PhoneMetadata,
+    PhoneNumber,
+    PhoneNumberDesc,
+    PhoneNumberType,
+    ValidationResult,
+)
 
 from importer.config import NumberForm, ValidateOptions
 from importer.errors import UsageError
@@ -79,6 +95,14 @@ _HAS_DIGIT = re.compile(r"[0-9]")
 _DIAL_PREFIX = re.compile(r"[0-9]{1,4}")
 _DAYS_TEXT = re.compile(r"([+-]?)(\d+)(?:([.,])(\d+))?")
 _DAYS_THOUSANDS = re.compile(r"\d{1,3}[.,]\d{3}")
+_CLEAN_TEXT = re.compile(r"\+?[ ()\-]*[0-9][0-9 ()\-]*")
+"""A cell no earlier rule can catch but a date: only digits, spaces, ( ) - and a leading +."""
+_WHOLE_FLOAT_TEXT = re.compile(r"(\+?[0-9]+)[.,]0+")
+"""A float written as text with a zero fraction (``3191234567.0``): its integer part counts."""
+_FAST_TEXT = re.compile(r"\+?[0-9 ().\-]+")
+"""What the fast path reads: phonenumbers drops these marks, keeping a leading + only."""
+_DAYS_CACHE_SIZE = 4096
+"""Distinct days cells remembered per run: exports repeat a handful (30, 90, 365...)."""
 
 _TYPE_NAMES: dict[int, str] = {
     PhoneNumberType.FIXED_LINE: "fixed-line",
@@ -155,11 +179,15 @@ def format_cell(value: CellValue) -> str:
 class _Region:
     code: str
     country_code: int
+    fast: _FastPath | None
+    """None: every number goes through the full parse."""
 
 
-@dataclass(frozen=True, slots=True)
-class _Phone:
-    """The verdict on one number of a phone cell: ``reason`` is None when it is valid."""
+class _Phone(NamedTuple):
+    """The verdict on one number of a phone cell: ``reason`` is None when it is valid.
+
+    A NamedTuple, as ``_Days``: one is made per number, and a frozen dataclass is slow to make.
+    """
 
     raw: str
     telephone: str
@@ -167,8 +195,7 @@ class _Phone:
     message: str
 
 
-@dataclass(frozen=True, slots=True)
-class _Days:
+class _Days(NamedTuple):
     """The verdict on a days cell: ``reason`` is None when ``value`` is usable."""
 
     value: int | None
@@ -186,13 +213,103 @@ def validate(rows: Iterable[RawRow], options: ValidateOptions) -> Iterator[Outco
     return _validate(rows, options)
 
 
-def _validate(rows: Iterable[RawRow], options: ValidateOptions) -> Iterator[Outcome]:
-    region = _region(options.region.upper())
+def _validate(rows: Iterable[RawRow], options: ValidateOptions, fast: bool = True) -> Iterator[Outcome]:
+    """``validate`` without the option check; ``fast=False`` sends every number to the full
+    parse (and skips every shortcut), as a reference for the fast path's tests."""
+    region = _region(options.region.upper(), fast)
+    quick = _quick(region, options)
+    days_seen: dict[tuple[type, CellValue], tuple[str, _Days]] = {}
     for row in rows:
-        raw_days = format_cell(row.days)
-        days = _judge_days(row.days, raw_days, options)
+        key = (row.days.__class__, row.days)
+        known = days_seen.get(key) if fast else None
+        if known is None:
+            raw_days = format_cell(row.days)
+            known = raw_days, _judge_days(row.days, raw_days, options)
+            if len(days_seen) < _DAYS_CACHE_SIZE:
+                days_seen[key] = known
+        raw_days, days = known
+        valid = quick(row.phone) if quick is not None else None
+        if valid is not None:  # what _outcome makes of a valid phone, inline
+            raw_phone, telephone, message = valid
+            status, reason = Status.READY, Reason.VALID
+            if days.reason is not None:
+                status, reason, message = Status.INVALID, days.reason, days.message
+            elif days.message:
+                message = f"{message}; {days.message}"
+            yield Outcome(
+                row.source_file,
+                row.sheet,
+                row.row,
+                1,
+                raw_phone,
+                raw_days,
+                telephone,
+                days.value,
+                status,
+                reason,
+                message,
+            )
+            continue
         for part, phone in enumerate(_judge_phone_cell(row.phone, region, options), start=1):
             yield _outcome(row, part, phone, raw_days, days)
+
+
+def _quick(
+    region: _Region, options: ValidateOptions
+) -> Callable[[CellValue], tuple[str, str, str] | None] | None:
+    """(raw_phone, telephone, message) of a cell that is one clean valid number, else None.
+
+    It comes to what ``_judge_phone_cell`` gives such a cell (text that ``_CLEAN_TEXT`` matches
+    and is no date, a whole float as text, a whole float below 1e15, an int from 0 to
+    ``_HUGE``), in one call: most cells of a big export are such cells, and each call costs.
+    """
+    fast = region.fast
+    if fast is None:
+        return None
+    judge, clean, date = fast.judge_digits, _CLEAN_TEXT.fullmatch, _DATE.fullmatch
+    whole_float = _WHOLE_FLOAT_TEXT.fullmatch
+    head = _telephone("", region.country_code, options, False)
+    sent_as = {
+        kind: _described(region.country_code, kind, False) + "; sent as " for kind in _TYPE_NAMES
+    }
+
+    def quick(value: Any) -> tuple[str, str, str] | None:  # Any: the class is checked, fast
+        kind = value.__class__
+        if kind is str:
+            if len(value) > _LONGEST_INPUT:
+                return None
+            raw: str = value
+            if not clean(value):
+                written = whole_float(value)  # the rule for floats as text, in _judge_phone_cell
+                if written is None:
+                    return None
+                whole: str = written.group(1)
+                found = judge(whole[1:], True) if whole[0] == "+" else judge(whole, False)
+            elif "-" in value and date(value.strip()):
+                return None
+            elif value.isdigit():
+                found = judge(value, False)
+            else:
+                digits = value.replace(" ", "").replace("-", "").replace("(", "").replace(")", "")
+                found = judge(digits.replace("+", ""), value[0] == "+")
+        elif kind is float:
+            if not (0 <= value < _TRUSTED_FLOAT_LIMIT and value.is_integer()):
+                return None
+            raw = str(int(value))
+            found = judge(raw, False)
+        elif kind is int:
+            if not 0 <= value < _HUGE:
+                return None
+            raw = str(value)
+            found = judge(raw, False)
+        else:
+            return None
+        if found is None:
+            return None
+        telephone = head + found[0]
+        return raw, telephone, sent_as[found[1]] + telephone
+
+    return quick
 
 
 def _outcome(row: RawRow, part: int, phone: _Phone, raw_days: str, days: _Days) -> Outcome:
@@ -207,23 +324,25 @@ def _outcome(row: RawRow, part: int, phone: _Phone, raw_days: str, days: _Days) 
         if days.message:
             message = f"{message}; {days.message}"
     return Outcome(
-        source_file=row.source_file,
-        sheet=row.sheet,
-        row=row.row,
-        part=part,
-        raw_phone=phone.raw,
-        raw_days=raw_days,
-        telephone=phone.telephone,
-        days_block=days.value,
-        status=status,
-        reason=reason,
-        message=message,
+        row.source_file,
+        row.sheet,
+        row.row,
+        part,
+        phone.raw,
+        raw_days,
+        phone.telephone,
+        days.value,
+        status,
+        reason,
+        message,
     )
 
 
 @cache
-def _region(code: str) -> _Region:
-    return _Region(code, phonenumbers.country_code_for_region(code))
+def _region(code: str, fast: bool = True) -> _Region:
+    return _Region(
+        code, phonenumbers.country_code_for_region(code), _FastPath.build(code) if fast else None
+    )
 
 
 def _quote(raw: str) -> str:
@@ -273,6 +392,13 @@ def _judge_phone_cell(value: CellValue, region: _Region, options: ValidateOption
     if isinstance(value, int | float):
         return [_judge_numeric(value, raw, region, options)]
     text = _unquoted(value.strip())
+    if (
+        region.fast is not None
+        and _CLEAN_TEXT.fullmatch(text)
+        and ("-" not in text or not _DATE.fullmatch(text))
+    ):
+        # what the rules below come to for such text, without their cost
+        return [_judge_digits(text, raw, region, options, clean=True)]
     if _SCIENTIFIC.fullmatch(text):
         return [_lost_digits(raw)]
     float_text = _FLOAT_TEXT.fullmatch(text)
@@ -321,7 +447,7 @@ def _judge_numeric(value: float, raw: str, region: _Region, options: ValidateOpt
         )
     if value >= _HUGE:
         return _bad(raw, Reason.TOO_LONG, f"{_quote(raw)} is too long for a {region.code} number")
-    return _judge_digits(str(value), raw, region, options)
+    return _judge_digits(str(value), raw, region, options, clean=True)
 
 
 def _not_a_number(raw: str) -> _Phone:
@@ -365,9 +491,21 @@ def _judge_piece(piece: str, raw: str, region: _Region, options: ValidateOptions
 
 
 def _judge_digits(
-    text: str, raw: str, region: _Region, options: ValidateOptions, extension: str = ""
+    text: str,
+    raw: str,
+    region: _Region,
+    options: ValidateOptions,
+    extension: str = "",
+    clean: bool = False,
 ) -> _Phone:
-    """Parse ``text`` (digits and number punctuation only) in the region, and format it."""
+    """Parse ``text`` (digits and number punctuation only) in the region, and format it.
+
+    ``clean``: ``text`` matches ``_CLEAN_TEXT`` (the fast path need not check it again).
+    """
+    if region.fast is not None:
+        found = region.fast.judge(text, clean)
+        if found is not None:
+            return _ready(raw, found[0], region.country_code, found[1], False, options, extension)
     try:
         number = phonenumbers.parse(text, region.code)
     except NumberParseException as exc:
@@ -394,13 +532,36 @@ def _judge_digits(
             f"{_quote(raw)} is a {where} number, not {region.code}; add --allow-foreign to send it"
             + _idd_hint(text, region),
         )
-    telephone = _telephone(number, country_code, options, foreign)
-    kind = _TYPE_NAMES.get(phonenumbers.number_type(number), "")
+    national: str = phonenumbers.national_significant_number(number)
+    number_type: int = phonenumbers.number_type(number)
+    return _ready(raw, national, country_code, number_type, foreign, options, extension)
+
+
+def _ready(
+    raw: str,
+    national: str,
+    country_code: int,
+    number_type: int,
+    foreign: bool,
+    options: ValidateOptions,
+    extension: str,
+) -> _Phone:
+    """The verdict on a valid number: the telephone sent and the message that says what it is."""
+    telephone = _telephone(national, country_code, options, foreign)
+    dropped = f" (extension {extension} not sent)" if extension else ""
+    described = _described(country_code, number_type, foreign)
+    return _Phone(raw, telephone, None, f"{described}; sent as {telephone}{dropped}")
+
+
+@cache
+def _described(country_code: int, number_type: int, foreign: bool) -> str:
+    """``valid CO mobile number``: what a valid number is, for its message."""
+    where = _country_name(country_code)
+    kind = _TYPE_NAMES.get(number_type, "")
     described = f"valid {where} {kind} number" if kind else f"valid {where} number"
     if foreign:
         described += " (foreign, allowed by --allow-foreign)"
-    dropped = f" (extension {extension} not sent)" if extension else ""
-    return _Phone(raw, telephone, None, f"{described}; sent as {telephone}{dropped}")
+    return described
 
 
 def _idd_hint(text: str, region: _Region) -> str:
@@ -436,15 +597,204 @@ def _country_name(country_code: int) -> str:
     return code
 
 
-def _telephone(
-    number: PhoneNumber, country_code: int, options: ValidateOptions, foreign: bool
-) -> str:
-    national: str = phonenumbers.national_significant_number(number)
+def _telephone(national: str, country_code: int, options: ValidateOptions, foreign: bool) -> str:
     if options.form is NumberForm.E164:
         return f"+{country_code}{national}"
     if options.form is NumberForm.INTERNATIONAL or foreign:
         return f"{options.dial_prefix}{country_code}{national}"
     return f"{options.dial_prefix}{national}"
+
+
+# --- the fast path -------------------------------------------------------------------------
+
+_TYPE_ORDER = (
+    ("premium_rate", PhoneNumberType.PREMIUM_RATE),
+    ("toll_free", PhoneNumberType.TOLL_FREE),
+    ("shared_cost", PhoneNumberType.SHARED_COST),
+    ("voip", PhoneNumberType.VOIP),
+    ("personal_number", PhoneNumberType.PERSONAL_NUMBER),
+    ("pager", PhoneNumberType.PAGER),
+    ("uan", PhoneNumberType.UAN),
+    ("voicemail", PhoneNumberType.VOICEMAIL),
+)
+"""The types phonenumbers' ``number_type`` tries before fixed line and mobile, in its order."""
+_LONGEST_INPUT = 250
+"""phonenumbers refuses longer text before reading it (``_MAX_INPUT_STRING_LENGTH``)."""
+_NSN_LENGTHS = range(2, 18)
+"""The national number lengths phonenumbers accepts at all (``_MIN/_MAX_LENGTH_FOR_NSN``)."""
+
+
+class _FastPath:
+    """What phonenumbers concludes about a plain number in one region, without parsing it.
+
+    Everything comes from phonenumbers' metadata for the region; the steps are those of its
+    ``parse`` (international prefix, country code, national prefix), ``is_possible_number``,
+    ``is_valid_number`` and ``number_type``, for text that holds only digits and the marks
+    parse drops. ``judge`` answers only for a valid number of the region, else None.
+    """
+
+    __slots__ = (
+        "_code",
+        "_general",
+        "_idd",
+        "_lengths",
+        "_national_prefix",
+        "_plain",
+        "_plus",
+        "_types",
+    )
+
+    def __init__(self, code: int, metadata: PhoneMetadata, general: PhoneNumberDesc) -> None:
+        self._code = str(code)
+        # With a +, parse takes the shortest known country code: ours, unless a prefix of it is one.
+        self._plus = not any(
+            int(self._code[:size]) in phonenumbers.COUNTRY_CODE_TO_REGION_CODE
+            for size in range(1, len(self._code))
+        )
+        idd = metadata.international_prefix
+        self._idd = None if idd is None else re.compile(idd).match
+        prefix = metadata.national_prefix_for_parsing
+        self._national_prefix = re.compile(prefix).match if prefix else None
+        # Digits that start with none of these are their own national number (see _national).
+        starts = [f"(?:{idd})"] if idd is not None else []
+        starts += [self._code, "0"] + ([f"(?:{prefix})"] if prefix else [])
+        self._plain = re.compile("|".join(starts)).match
+        self._general = re.compile(general.national_number_pattern or "").fullmatch
+        # phonenumbers' length verdict depends on the length alone: ask it once for each.
+        self._lengths = [ValidationResult.TOO_SHORT] + [
+            phonenumbers.is_possible_number_with_reason(
+                PhoneNumber(country_code=code, national_number=int("1" * size))
+            )
+            for size in range(1, _LONGEST_INPUT + 1)
+        ]
+        self._types = {
+            size: _type_pattern(metadata, general, size)
+            for size in _NSN_LENGTHS
+            if self._lengths[size] == ValidationResult.IS_POSSIBLE
+        }
+
+    @staticmethod
+    def build(region: str) -> _FastPath | None:
+        """The fast path of ``region``; None where a valid number could be named another region."""
+        metadata = PhoneMetadata.metadata_for_region(region)
+        if metadata is None or metadata.general_desc is None:
+            return None
+        if not metadata.general_desc.national_number_pattern:
+            return None
+        code = metadata.country_code
+        if code is None:
+            return None
+        regions = phonenumbers.COUNTRY_CODE_TO_REGION_CODE.get(code, ())
+        # region_code_for_number tries the regions of a shared code in order: the first one
+        # without leading digits is named for every number valid in it.
+        if not regions or regions[0] != region or metadata.leading_digits is not None:
+            return None
+        try:
+            return _FastPath(code, metadata, metadata.general_desc)
+        except (re.error, ValueError):  # a pattern that cannot be combined: parse it all
+            return None
+
+    def judge(self, text: str, clean: bool = False) -> tuple[str, int] | None:
+        """(national significant number, PhoneNumberType) of a valid number, else None.
+
+        ``clean``: the caller knows ``text`` matches ``_CLEAN_TEXT`` (narrower than ``_FAST_TEXT``).
+        """
+        if len(text) > _LONGEST_INPUT or not (clean or _FAST_TEXT.fullmatch(text)):
+            return None
+        if text.isdigit():  # ASCII digits only, by the pattern
+            return self.judge_digits(text, False)
+        digits = text.replace(" ", "").replace("-", "").replace("(", "").replace(")", "")
+        return self.judge_digits(digits.replace(".", "").replace("+", ""), text[0] == "+")
+
+    def judge_digits(self, digits: str, plus: bool) -> tuple[str, int] | None:
+        """``judge`` of ASCII digits, written after a + or not."""
+        if not 3 <= len(digits) <= _LONGEST_INPUT:  # below 3, parse might see no number at all
+            return None
+        if plus or self._plain(digits):
+            national = self._national(digits, plus)
+            if national is None:
+                return None
+        else:
+            national = digits
+        types = self._types.get(len(national))
+        if types is None:
+            return None
+        found = types[0](national)
+        if found is None or found.lastindex is None:
+            return None
+        return national, types[1][found.lastindex]
+
+    def _national(self, digits: str, plus: bool) -> str | None:
+        """The national number parse would find, or None where it might find another."""
+        code = self._code
+        prefix = self._national_prefix
+        if plus:
+            if not self._plus or not digits.startswith(code):
+                return None
+            national = digits[len(code) :]
+        elif self._idd is not None and self._idd(digits):
+            return None
+        elif digits.startswith(code):
+            rest = digits[len(code) :]
+            if prefix is not None and rest and prefix(rest):
+                return None  # parse would try to strip a national prefix there
+            general = self._general
+            if (not general(digits) and general(rest)) or (
+                self._lengths[len(digits)] == ValidationResult.TOO_LONG
+            ):
+                national = rest
+            else:
+                national = digits
+        else:
+            national = digits
+        if (prefix is not None and national and prefix(national)) or national.startswith("0"):
+            return None
+        return national
+
+
+_TypePattern = tuple[Callable[[str], "re.Match[str] | None"], tuple[int, ...]]
+"""A ``fullmatch`` and the PhoneNumberType of each of its groups (``lastindex`` names it)."""
+
+
+def _type_pattern(metadata: PhoneMetadata, general: PhoneNumberDesc, size: int) -> _TypePattern:
+    """One pattern for phonenumbers' ``_number_type_helper`` on national numbers of ``size``.
+
+    The number must match the general description, then the first type whose description
+    matches names it (its group), in phonenumbers' order: a fixed-line pattern that the
+    mobile one matches too is "fixed line or mobile". A description matches when it has no
+    possible lengths or ``size`` among them, and its whole pattern matches.
+    """
+
+    def fits(desc: PhoneNumberDesc | None) -> str | None:
+        if desc is None or not desc.national_number_pattern:
+            return None
+        if desc.possible_length and size not in desc.possible_length:
+            return None
+        if re.compile(desc.national_number_pattern).groups:
+            raise ValueError("a capturing group would shift the group names")
+        return f"(?:{desc.national_number_pattern})"
+
+    overall = fits(general)
+    branches = [
+        (kind, pattern)
+        for attribute, kind in _TYPE_ORDER
+        if (pattern := fits(getattr(metadata, attribute))) is not None
+    ]
+    fixed, mobile = fits(metadata.fixed_line), fits(metadata.mobile)
+    same = metadata.same_mobile_and_fixed_line_pattern
+    if fixed is not None:
+        if same:
+            branches.append((PhoneNumberType.FIXED_LINE_OR_MOBILE, fixed))
+        elif mobile is not None:
+            branches.append((PhoneNumberType.FIXED_LINE_OR_MOBILE, f"(?={fixed}\\Z){mobile}"))
+        if not same:
+            branches.append((PhoneNumberType.FIXED_LINE, fixed))
+    if mobile is not None and not same:
+        branches.append((PhoneNumberType.MOBILE, mobile))
+    if overall is None or not branches:
+        return re.compile("(?!)").fullmatch, ()  # no number of this length is valid
+    either = "|".join(f"({pattern})" for _kind, pattern in branches)
+    return re.compile(f"(?={overall}\\Z)(?:{either})").fullmatch, (-1, *(k for k, _ in branches))
 
 
 # --- days -----------------------------------------------------------------------------------
