@@ -25,6 +25,7 @@ import struct
 import unicodedata
 import zipfile
 import zlib
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Generator, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -136,15 +137,18 @@ class SourceInfo:
         return data
 
 
-class Source:
-    """One opened input. ``info`` is complete before ``rows()`` is called (counts aside)."""
+class Source(ABC):
+    """One opened input. ``info`` is complete before ``rows()`` is called (counts aside).
+
+    The text and workbook readers below are its two kinds.
+    """
 
     def __init__(self, info: SourceInfo) -> None:
         self.info = info
 
+    @abstractmethod
     def rows(self) -> Iterator[RawRow]:
         """Stream the data rows, filling ``SheetInfo.rows``/``blank_rows`` as it goes."""
-        raise NotImplementedError
 
 
 def normalize_header(text: str) -> str:
