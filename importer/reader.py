@@ -4,7 +4,8 @@
 for text files every byte (NULs, undecodable bytes) - so that every bad file of a run is refused
 before any row is processed. ``Source.rows()`` then streams ``RawRow``s.
 
-Every third-party exception (calamine, zipfile, csv, codecs, OS) becomes an ``InputError`` here,
+Every third-party exception (calamine, csv, codecs, OS) becomes an ``InputError`` here (zipfile
+and OLE2 ones in ``importer.workbook_guard``, which refuses hostile workbooks before calamine),
 with a one-line message naming the file (and sheet, row or option) and the fix.
 
 >>> src = open_source("clientes.csv", ReadOptions())          # doctest: +SKIP
@@ -21,16 +22,13 @@ import hashlib
 import itertools
 import re
 import stat
-import struct
 import unicodedata
-import zipfile
-import zlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Generator, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from python_calamine import (
     CalamineError,
@@ -43,6 +41,7 @@ from python_calamine import (
 from importer.config import ReadOptions
 from importer.errors import InputError, UsageError
 from importer.model import CellValue, RawRow
+from importer.workbook_guard import not_a_workbook, password_protected, workbook_format
 
 __all__ = [
     "SheetInfo",
@@ -221,7 +220,7 @@ def _open(name: str, p: Path, options: ReadOptions) -> Source:
             return _open_workbook(name, p, magic, options)
     if p.suffix.lower() in {".xlsx", ".xlsm", ".xlsb", ".xls", ".ods"}:
         what = "it is empty" if not magic else "it is neither a zip nor an OLE2 file"
-        raise _not_a_workbook(name, p, what)
+        raise not_a_workbook(name, p, what)
     if p.suffix and p.suffix.lower() not in TEXT_SUFFIXES:
         raise InputError(
             f"{name} is not a spreadsheet ({p.suffix} file): give .csv, .tsv, .txt, .xlsx, "
@@ -708,235 +707,6 @@ def _open_text(name: str, p: Path, options: ReadOptions) -> Source:
 
 # ---------------------------------------------------------------- workbooks
 
-_MAX_UNZIPPED = 1 << 30
-"""A workbook whose zip members declare more than 1 GiB uncompressed in all is refused."""
-_MAX_RATIO = 100
-"""A member over 1 MiB that expands more than this is refused: real sheets expand 5 to 20
-times, deflate's ceiling is about 1,032 (a zip bomb)."""
-_EXCEL_ROWS = 1_048_576
-_MAX_CELLS = 1 << 25
-"""The most cells a sheet's used range may span (A1:AF1048576): calamine allocates the whole
-rectangle, 32 bytes a cell, so two far cells in a tiny file would ask for 512 GiB."""
-_ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, KeyError, EOFError,
-               zlib.error, NotImplementedError, RuntimeError, ValueError)
-_REF = rb""" r\s*=\s*["']"""
-"""An attribute named r, as quick-xml reads one (the chunks have tabs and newlines made spaces,
-so the literal " r" prefix keeps the search fast)."""
-_SPACES = bytes.maketrans(b"\t\n\r", b"   ")
-_FAR_REF = re.compile(_REF + rb"(?=[A-Za-z]*0*[1-9]\d{6}|[A-Za-z]{3}|[B-Zb-z][A-Za-z]\d"
-                      rb"|[Aa][G-Zg-z]\d)([A-Za-z]*)(\d*)")
-"""A reference in row 1,000,000 or more, or beyond column AF: rare, so cheap to look at."""
-_ANY_ROW = re.compile(_REF + rb"[A-Za-z]*(\d+)")
-_OVERLAP = 4096
-
-
-def _workbook_format(name: str, p: Path, magic: bytes) -> str:
-    """The workbook kind; refuse zip bombs and sheets too large to hold before calamine."""
-    if magic.startswith(b"\xd0\xcf\x11\xe0"):
-        if _is_encrypted_ooxml(name, p):
-            raise _password(name)
-        return "xls"
-    try:
-        with zipfile.ZipFile(p) as z:
-            infos = z.infolist()
-            _check_sizes(name, infos)
-            names = {i.filename for i in infos}
-            mimetype = z.read("mimetype") if "mimetype" in names else b""
-            fmt = ("ods" if b"opendocument.spreadsheet" in mimetype
-                   else "xlsb" if "xl/workbook.bin" in names
-                   else ("xlsm" if "xl/vbaProject.bin" in names else "xlsx")
-                   if "xl/workbook.xml" in names else "")
-            if fmt in ("xlsx", "xlsm"):
-                for info in infos:
-                    if info.filename.lower().endswith(".xml"):
-                        _check_extent(name, z, info)
-    except _ZIP_ERRORS as exc:
-        raise _not_a_workbook(name, p, "a damaged zip archive") from exc
-    if not fmt:
-        raise _not_a_workbook(name, p, "a zip archive without a spreadsheet in it")
-    return fmt
-
-
-def _check_sizes(name: str, infos: list[zipfile.ZipInfo]) -> None:
-    """Refuse a zip bomb from its declared sizes (calamine stops at a declared size)."""
-    total = 0
-    for info in infos:
-        total += info.file_size
-        ratio = info.file_size // max(info.compress_size, 1)
-        if info.file_size > _CHUNK and ratio > _MAX_RATIO:
-            raise InputError(f"{name}: its part {info.filename} expands {ratio:,} times when "
-                             f"unzipped (real workbooks: under {_MAX_RATIO}): it looks like a "
-                             "zip bomb and is not read; export the list again as .csv or .xlsx")
-    if total > _MAX_UNZIPPED:
-        raise InputError(f"{name} expands to {total / (1 << 30):.1f} GiB when unzipped, over "
-                         "the 1 GiB limit: split it into smaller workbooks, or save it as .csv")
-
-
-def _member_chunks(z: zipfile.ZipFile, info: zipfile.ZipInfo) -> Iterator[bytes]:
-    """A member's bytes in 1 MiB chunks, each starting with the last 4 KiB of the one before,
-    tabs and line breaks made spaces."""
-    tail = b""
-    with z.open(info) as member:
-        while chunk := member.read(_CHUNK):
-            chunk = chunk.translate(_SPACES)
-            yield tail + chunk
-            tail = chunk[-_OVERLAP:]
-
-
-def _column_number(letters: bytes) -> int:
-    number = 0
-    for c in letters.upper():
-        number = number * 26 + c - 64
-    return number
-
-
-def _check_extent(name: str, z: zipfile.ZipFile, info: zipfile.ZipInfo) -> None:
-    """Refuse a sheet whose used range spans more than ``_MAX_CELLS`` cells."""
-    far = 0
-    for data in _member_chunks(z, info):
-        for m in _FAR_REF.finditer(data):
-            column, row = m.groups()
-            if row and int(row) > _EXCEL_ROWS:
-                raise InputError(f"{name}: {info.filename} has a cell in row {int(row):,}, "
-                                 f"beyond Excel's last row ({_EXCEL_ROWS:,}): the file is "
-                                 "damaged; open it in Excel and save it again as .xlsx")
-            end = data.find(b">", m.end())
-            number = _column_number(column)
-            if number > 32 and (end < 0 or data[end - 1:end] != b"/"):  # <c r="XFD1" s="3"/>
-                far = max(far, number)
-    if not far:
-        return  # columns A to AF, rows up to 1,048,576: within _MAX_CELLS
-    rows = max((int(r) for data in _member_chunks(z, info) for r in _ANY_ROW.findall(data)),
-               default=1)
-    if far * rows > _MAX_CELLS:
-        raise InputError(f"{name}: {info.filename} spans {far:,} columns by {rows:,} rows, over "
-                         f"{_MAX_CELLS:,} cells: delete the far-off cells (Ctrl+End shows the "
-                         "last one) and save it again, or save the list as .csv")
-
-
-_END_OF_CHAIN = 0xFFFFFFFE
-_MINI_CUTOFF = 4096
-
-
-class _DamagedOle(Exception):
-    """An OLE2 structure calamine would loop on or size wrongly (never leaves this module)."""
-
-
-def _ole_names(name: str, p: Path) -> set[str]:
-    """The stream names of an OLE2 file ([MS-CFB]), once every sector chain in it is checked:
-    calamine follows chains and trusts sizes, so a cycle or a 4 GiB size in a 5 KB file would
-    make it loop or allocate without end."""
-    try:
-        with p.open("rb") as f:
-            return _CfbCheck(f, p.stat().st_size).names()
-    except (_DamagedOle, struct.error, OSError, UnicodeDecodeError) as exc:
-        raise _not_a_workbook(name, p, f"a damaged OLE2 file: {exc}") from exc
-
-
-class _CfbCheck:
-    """Walk an OLE2 file's FAT, directory and mini FAT with bounded effort."""
-
-    def __init__(self, f: BinaryIO, size: int) -> None:
-        self.f, self.size = f, size
-        header = f.read(512)
-        if len(header) < 512:
-            raise _DamagedOle("shorter than its header")
-        self.header = header
-        shift = struct.unpack_from("<H", header, 30)[0]
-        if shift not in (9, 12):  # 512 or 4,096 bytes
-            raise _DamagedOle(f"sector shift {shift}")
-        self.sector = 1 << shift
-        self.count = size // self.sector - 1  # whole sectors after the header (calamine panics
-        # on a sector cut short)
-        fat_sectors = list(struct.unpack_from("<109I", header, 76))
-        difat = struct.unpack_from("<I", header, 68)[0]
-        for _ in range(self.count + 1):
-            if difat >= _END_OF_CHAIN:
-                break
-            entries = self.words(self.read(difat))
-            fat_sectors += entries[:-1]
-            difat = entries[-1]
-        else:
-            raise _DamagedOle("its DIFAT chain loops")
-        self.fat: list[int] = []
-        for n in fat_sectors:
-            if n < self.count:
-                self.fat += self.words(self.read(n))
-
-    def words(self, block: bytes) -> list[int]:
-        return list(struct.unpack(f"<{len(block) // 4}I", block))
-
-    def read(self, n: int) -> bytes:
-        if n >= self.count:
-            raise _DamagedOle(f"sector {n} is past its end")
-        self.f.seek((n + 1) * self.sector)
-        return self.f.read(self.sector).ljust(self.sector, b"\0")
-
-    def chain(self, start: int, table: list[int], what: str) -> list[int]:
-        """The sectors of a chain, refusing one that loops or leaves the table."""
-        out: list[int] = []
-        n = start
-        while n != _END_OF_CHAIN:
-            if n >= len(table) or len(out) > len(table):
-                raise _DamagedOle(f"the chain of {what} is broken")
-            if table is self.fat and n >= self.count:
-                raise _DamagedOle(f"{what} runs past the end of the file: it is cut short")
-            out.append(n)
-            n = table[n]
-        return out
-
-    def names(self) -> set[str]:
-        header, names = self.header, set()
-        directory = b"".join(self.read(n) for n in self.chain(
-            struct.unpack_from("<I", header, 48)[0], self.fat, "its directory"))
-        entries = [directory[at:at + 128] for at in range(0, len(directory), 128)]
-        minifat_start = struct.unpack_from("<I", header, 60)[0]
-        minifat = [] if minifat_start >= _END_OF_CHAIN else self.words(b"".join(
-            self.read(n) for n in self.chain(minifat_start, self.fat, "its mini FAT")))
-        root_size = 0
-        for i, entry in enumerate(entries):
-            length, kind = struct.unpack_from("<HB", entry, 64)
-            start, size = struct.unpack_from("<II", entry, 116)  # v3: the high word is ignored
-            if kind not in (1, 2, 5) or not 2 <= length <= 64:
-                continue
-            label = entry[:length - 2].decode("utf-16-le")
-            names.add(label)
-            if kind == 1:
-                continue
-            if size > self.size:
-                raise _DamagedOle(f'"{label}" claims {size:,} bytes')
-            if kind == 5:
-                root_size = size
-            if i == 0 or size >= _MINI_CUTOFF:
-                if size:
-                    self.chain(start, self.fat, f'"{label}"')
-            elif size:
-                sectors = self.chain(start, minifat, f'"{label}"')
-                if max(sectors) * 64 >= root_size:
-                    raise _DamagedOle(f'"{label}" is past the end of the mini stream')
-        return names
-
-
-def _is_encrypted_ooxml(name: str, p: Path) -> bool:
-    """Whether an OLE2 file holds the streams of a password-protected .xlsx (and refuse one
-    whose structure is damaged)."""
-    names = _ole_names(name, p)
-    return "EncryptionInfo" in names and "EncryptedPackage" in names
-
-
-def _password(name: str) -> InputError:
-    return InputError(f"{name} is protected by a password: open it, remove the password "
-                      "and save it again")
-
-
-def _not_a_workbook(name: str, p: Path, what: str) -> InputError:
-    if p.suffix.lower() == ".ods":
-        return InputError(f"{name} is not a valid OpenDocument spreadsheet ({what}): open it "
-                          "in LibreOffice and save it again as .ods")
-    return InputError(f"{name} is not a valid Excel workbook ({what}): open it in Excel and "
-                      "save it again as .xlsx")
-
-
 @contextmanager
 def _no_panic(name: str, p: Path) -> Iterator[None]:
     """calamine panics on some damaged files; pyo3 raises that as ``PanicException``, a
@@ -947,16 +717,16 @@ def _no_panic(name: str, p: Path) -> Iterator[None]:
         if type(exc).__name__ != "PanicException":
             raise
         first = (str(exc).splitlines() or ["a panic"])[0]
-        raise _not_a_workbook(name, p, f"the reader failed on it: {first}") from exc
+        raise not_a_workbook(name, p, f"the reader failed on it: {first}") from exc
 
 
 def _load(name: str, p: Path) -> CalamineWorkbook:
     try:
         return CalamineWorkbook.from_path(p)
     except PasswordError as exc:
-        raise _password(name) from exc
+        raise password_protected(name) from exc
     except (CalamineError, OSError, ValueError) as exc:
-        raise _not_a_workbook(name, p, str(exc).split("\n")[0]) from exc
+        raise not_a_workbook(name, p, str(exc).split("\n")[0]) from exc
 
 
 def _cell(value: Any) -> CellValue:
@@ -1050,7 +820,7 @@ def _probe_sheet(name: str, wb: CalamineWorkbook, sheet: str,
 
 
 def _open_workbook(name: str, p: Path, magic: bytes, options: ReadOptions) -> Source:
-    fmt = _workbook_format(name, p, magic)
+    fmt = workbook_format(name, p, magic)
     wb = _load(name, p)
     layouts: list[_Layout] = []
     skipped: list[tuple[str, str]] = []
