@@ -12,7 +12,8 @@ and LibreOffice show it as text and never run it, UNLESS the whole value is a pl
 (optional sign, digits, optional decimal part with ``.`` or ``,``), which no spreadsheet can run
 as a formula. So ``=HYPERLINK("http://x")`` is written ``'=HYPERLINK("http://x")`` while a
 valid ``+573191234567`` or ``-5`` stays as it is. The XLSX is written by a small streaming
-writer here that has no way to write a formula at all (text is always an inline string).
+writer (``importer.xlsx_writer``) that has no way to write a formula at all (text is always an
+inline string).
 
 Both CSV files are UTF-8 with a BOM (Spanish-locale Excel then shows accents), comma
 delimited, CRLF line ends. errors.csv starts with the columns ``phone`` and ``days_block``
@@ -36,10 +37,10 @@ from itertools import compress, islice
 from operator import attrgetter, itemgetter
 from pathlib import Path
 from typing import IO, Protocol
-from zipfile import ZIP_DEFLATED, ZipFile
 
 from importer.errors import ReportError
 from importer.model import ATTENTION_STATUSES, OUTCOME_COLUMNS, Outcome
+from importer.xlsx_writer import write_xlsx
 
 OUTCOMES_CSV = "outcomes.csv"
 ERRORS_CSV = "errors.csv"
@@ -67,7 +68,6 @@ RISKY_START = "=+-@\t\r"
 _RISKY_START = frozenset(RISKY_START)
 _PLAIN_NUMBER = re.compile(r"[+-]?[0-9]+(?:[.,][0-9]+)?")
 _RUN_ID = re.compile(r"[0-9A-Za-z][0-9A-Za-z._-]*")
-_NUMERIC_XLSX_COLUMNS = frozenset({"row", "part", "days_block", "batch"})
 
 
 def new_run_id(now: datetime | None = None) -> str:
@@ -308,130 +308,28 @@ def _write_xlsx(
     path: Path, rows: Iterator[tuple[object, ...]], summary: Mapping[str, object]
 ) -> _Tally:
     tally = _Tally()
-    with (
-        open(_private_fd(path), "wb") as raw,
-        ZipFile(raw, "w", ZIP_DEFLATED, compresslevel=1) as book,
-    ):
-        for name, text in _XLSX_PARTS.items():
-            book.writestr(name, text)
-        # Zip64 only past Excel's last row: Excel opens no more rows anyway, and an XML part
-        # that big may pass the 2 GiB a plain zip entry can hold.
-        big = _int(_mapping(summary.get("counts")).get("lines")) >= _EXCEL_ROWS
-        with book.open("xl/worksheets/sheet1.xml", "w", force_zip64=big) as sheet:
-            sheet.write(_SHEET_START + _xml_row(OUTCOME_COLUMNS).encode())
-            while page := list(islice(rows, _PAGE)):
-                sheet.write("".join(map(_xml_outcome_row, page)).encode())
-                tally.count(page)
-            sheet.write(_SHEET_END)
-        book.writestr(
-            "xl/worksheets/sheet2.xml",
-            _SHEET_START + "".join(map(_xml_row, _summary_rows(summary))).encode() + _SHEET_END,
-        )
+    # The writer takes every text cell already safe_cell'd, as the outcome rows come.
+    summary_rows = (
+        tuple(safe_cell(value) if isinstance(value, str) else value for value in row)
+        for row in _summary_rows(summary)
+    )
+    lines = _int(_mapping(summary.get("counts")).get("lines"))
+    with open(_private_fd(path), "wb") as raw:
+        write_xlsx(raw, _counted_pages(rows, tally), summary_rows, lines=lines)
     return tally
 
 
-# -- the XLSX -----------------------------------------------------------------------------
-# A small streaming writer, not openpyxl: openpyxl's write-only mode still makes a cell object
-# per value (~45 s per 100k lines here). Inline strings (no shared-strings table held in
-# memory), whole numbers as numbers, never a formula (no <f> element is ever written), and
-# rows and cells without coordinates (readers count them; an empty cell is written <c/>).
-
-_MAIN = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
-_REL = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
-_PKG = "http://schemas.openxmlformats.org/package/2006/relationships"
-_DOC = "application/vnd.openxmlformats-officedocument.spreadsheetml"
-_HEAD = '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
-_XLSX_PARTS = {
-    "[Content_Types].xml": _HEAD
-    + '<Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types">'
-    + '<Default Extension="rels" ContentType="application/vnd.openxmlformats-package.'
-    + 'relationships+xml"/><Default Extension="xml" ContentType="application/xml"/>'
-    + f'<Override PartName="/xl/workbook.xml" ContentType="{_DOC}.sheet.main+xml"/>'
-    + "".join(
-        f'<Override PartName="/xl/worksheets/sheet{n}.xml" ContentType="{_DOC}.worksheet+xml"/>'
-        for n in (1, 2)
-    )
-    + f'<Override PartName="/xl/styles.xml" ContentType="{_DOC}.styles+xml"/></Types>',
-    "_rels/.rels": _HEAD
-    + f'<Relationships xmlns="{_PKG}"><Relationship Id="rId1" Type="{_REL}/officeDocument"'
-    + ' Target="xl/workbook.xml"/></Relationships>',
-    "xl/workbook.xml": _HEAD
-    + f'<workbook xmlns="{_MAIN}" xmlns:r="{_REL}"><sheets>'
-    + '<sheet name="Outcomes" sheetId="1" r:id="rId1"/>'
-    + '<sheet name="Summary" sheetId="2" r:id="rId2"/></sheets></workbook>',
-    "xl/_rels/workbook.xml.rels": _HEAD
-    + f'<Relationships xmlns="{_PKG}">'
-    + f'<Relationship Id="rId1" Type="{_REL}/worksheet" Target="worksheets/sheet1.xml"/>'
-    + f'<Relationship Id="rId2" Type="{_REL}/worksheet" Target="worksheets/sheet2.xml"/>'
-    + f'<Relationship Id="rId3" Type="{_REL}/styles" Target="styles.xml"/></Relationships>',
-    "xl/styles.xml": _HEAD
-    + f'<styleSheet xmlns="{_MAIN}"><fonts count="1"><font><sz val="11"/>'
-    + '<name val="Calibri"/></font></fonts><fills count="2"><fill><patternFill '
-    + 'patternType="none"/></fill><fill><patternFill patternType="gray125"/></fill></fills>'
-    + '<borders count="1"><border><left/><right/><top/><bottom/><diagonal/></border></borders>'
-    + '<cellStyleXfs count="1"><xf numFmtId="0" fontId="0" fillId="0" borderId="0"/>'
-    + '</cellStyleXfs><cellXfs count="1"><xf numFmtId="0" fontId="0" fillId="0" borderId="0"'
-    + ' xfId="0"/></cellXfs><cellStyles count="1"><cellStyle name="Normal" xfId="0"'
-    + ' builtinId="0"/></cellStyles></styleSheet>',
-}
-_EXCEL_ROWS = 1_048_576
-_SHEET_START = (_HEAD + f'<worksheet xmlns="{_MAIN}"><sheetData>').encode()
-_SHEET_END = b"</sheetData></worksheet>"
-_TEXT_CELL = '<c t="inlineStr"><is><t xml:space="preserve">{}</t></is></c>'
-_NUMBER_CELL = "<c><v>{}</v></c>"
-_NO_NUMBER = _NUMBER_CELL.format(None)
-_NO_TEXT = _TEXT_CELL.format("")
-_XML_SPECIAL = re.compile(r"[&<>\r\x00-\x08\x0b\x0c\x0e-\x1f]")
-"""What a text cell cannot hold as it is: markup, a CR (XML reads it as LF), control chars."""
-_ILLEGAL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
-"""Control characters XML 1.0 cannot hold at all: written as U+FFFD (as openpyxl does)."""
-_XML_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", "\r": "&#13;"})
-
-# An outcome row in one str.format: text cells by position, whole numbers as numbers; a None
-# number and an empty text come out as _NO_NUMBER and _NO_TEXT, replaced by empty cells.
-_OUTCOME_ROW_XML = (
-    "<row>"
-    + "".join(
-        (_NUMBER_CELL if name in _NUMERIC_XLSX_COLUMNS else _TEXT_CELL).replace("{}", f"{{{i}}}")
-        for i, name in enumerate(OUTCOME_COLUMNS)
-    )
-    + "</row>"
-)
-_TEXT_AT = [i for i, name in enumerate(OUTCOME_COLUMNS) if name not in _NUMERIC_XLSX_COLUMNS]
-_TEXTS = itemgetter(*_TEXT_AT)
-
-
-def _xml_text(value: str) -> str:
-    if _XML_SPECIAL.search(value) is None:
-        return value
-    return _ILLEGAL.sub("\ufffd", value).translate(_XML_ESCAPES)
-
-
-def _xml_outcome_row(row: tuple[object, ...]) -> str:
-    """One outcome line (already safe_cell'd) as a <row>."""
-    texts: tuple[str, ...] = _TEXTS(row)
-    if _XML_SPECIAL.search("\n".join(texts)) is not None:
-        cells = list(row)
-        for index in _TEXT_AT:
-            cells[index] = _xml_text(str(cells[index]))
-        row = tuple(cells)
-    return _OUTCOME_ROW_XML.format(*row).replace(_NO_NUMBER, "<c/>").replace(_NO_TEXT, "<c/>")
-
-
-def _xml_row(values: Iterable[object]) -> str:
-    """Any row: whole numbers as numbers, None as an empty cell, the rest as safe text."""
-    cells = []
-    for value in values:
-        if value is None or value == "":
-            cells.append("<c/>")
-        elif isinstance(value, int) and not isinstance(value, bool):
-            cells.append(_NUMBER_CELL.format(value))
-        else:
-            cells.append(_TEXT_CELL.format(_xml_text(safe_cell(str(value)))))
-    return "<row>" + "".join(cells) + "</row>"
+def _counted_pages(
+    rows: Iterator[tuple[object, ...]], tally: _Tally
+) -> Iterator[list[tuple[object, ...]]]:
+    """The rows in pages of _PAGE, each counted into ``tally`` as it is handed out."""
+    while page := list(islice(rows, _PAGE)):
+        tally.count(page)
+        yield page
 
 
 def _summary_rows(summary: Mapping[str, object]) -> Iterator[tuple[object, ...]]:
+    """The rows of the XLSX's Summary sheet: run, counts by status and reason, inputs."""
     counts = _mapping(summary.get("counts"))
     yield ("run_id", _text(summary.get("run_id")))
     yield ("lines", _int(counts.get("lines")))

@@ -42,12 +42,10 @@ Days: an int, a whole float, or text ``15``, `` 15 ``, ``+15``, ``15.0``, ``15,0
 reason wins and the message names both. ``telephone`` is set whenever the phone is valid.
 
 Speed: most cells are clean numbers (``3191234567``, ``+57 319 123 4567``, ``3191234567.0``). For
-them a fast path (``_FastPath``) finds what ``phonenumbers.parse`` + ``is_valid_number`` +
-``number_type`` would, from phonenumbers' own metadata for the region (its patterns, possible
-lengths, country code, international and national prefixes), without parsing. It only ever
-answers "valid, this national number, this type"; whenever it is unsure (an IDD, a national
-prefix, another country code, any other character) the full parse decides, as it does for every
-invalid number. ``tests/test_validator_fastpath.py`` proves both ways give the same outcomes.
+them the fast path (``importer.fastpath``) finds what ``phonenumbers.parse``, ``is_valid_number``
+and ``number_type`` would, from phonenumbers' own metadata for the region, without parsing;
+whenever it is unsure the full parse decides, as it does for every invalid number.
+``tests/test_validator_fastpath.py`` proves both ways give the same outcomes.
 """
 
 from __future__ import annotations
@@ -61,17 +59,11 @@ from functools import cache
 from typing import Any, NamedTuple
 
 import phonenumbers
-from phonenumbers import (
-    NumberParseException,
-    PhoneMetadata,
-    PhoneNumber,
-    PhoneNumberDesc,
-    PhoneNumberType,
-    ValidationResult,
-)
+from phonenumbers import NumberParseException, PhoneNumberType, ValidationResult
 
 from importer.config import NumberForm, ValidateOptions
 from importer.errors import UsageError
+from importer.fastpath import LONGEST_INPUT, FastPath
 from importer.model import CellValue, Outcome, RawRow, Reason, Status
 
 __all__ = ["check_options", "format_cell", "validate"]
@@ -99,8 +91,6 @@ _CLEAN_TEXT = re.compile(r"\+?[ ()\-]*[0-9][0-9 ()\-]*")
 """A cell no earlier rule can catch but a date: only digits, spaces, ( ) - and a leading +."""
 _WHOLE_FLOAT_TEXT = re.compile(r"(\+?[0-9]+)[.,]0+")
 """A float written as text with a zero fraction (``3191234567.0``): its integer part counts."""
-_FAST_TEXT = re.compile(r"\+?[0-9 ().\-]+")
-"""What the fast path reads: phonenumbers drops these marks, keeping a leading + only."""
 _DAYS_CACHE_SIZE = 4096
 """Distinct days cells remembered per run: exports repeat a handful (30, 90, 365...)."""
 
@@ -175,11 +165,15 @@ def format_cell(value: CellValue) -> str:
         return f"<an integer of more than {sys.get_int_max_str_digits()} digits>"
 
 
+_FastPath = FastPath
+"""The fast path under its old name, where its tests reach it."""
+
+
 @dataclass(frozen=True, slots=True)
 class _Region:
     code: str
     country_code: int
-    fast: _FastPath | None
+    fast: FastPath | None
     """None: every number goes through the full parse."""
 
 
@@ -276,7 +270,7 @@ def _quick(
     def quick(value: Any) -> tuple[str, str, str] | None:  # Any: the class is checked, fast
         kind = value.__class__
         if kind is str:
-            if len(value) > _LONGEST_INPUT:
+            if len(value) > LONGEST_INPUT:
                 return None
             raw: str = value
             if not clean(value):
@@ -341,7 +335,7 @@ def _outcome(row: RawRow, part: int, phone: _Phone, raw_days: str, days: _Days) 
 @cache
 def _region(code: str, fast: bool = True) -> _Region:
     return _Region(
-        code, phonenumbers.country_code_for_region(code), _FastPath.build(code) if fast else None
+        code, phonenumbers.country_code_for_region(code), FastPath.build(code) if fast else None
     )
 
 
@@ -603,198 +597,6 @@ def _telephone(national: str, country_code: int, options: ValidateOptions, forei
     if options.form is NumberForm.INTERNATIONAL or foreign:
         return f"{options.dial_prefix}{country_code}{national}"
     return f"{options.dial_prefix}{national}"
-
-
-# --- the fast path -------------------------------------------------------------------------
-
-_TYPE_ORDER = (
-    ("premium_rate", PhoneNumberType.PREMIUM_RATE),
-    ("toll_free", PhoneNumberType.TOLL_FREE),
-    ("shared_cost", PhoneNumberType.SHARED_COST),
-    ("voip", PhoneNumberType.VOIP),
-    ("personal_number", PhoneNumberType.PERSONAL_NUMBER),
-    ("pager", PhoneNumberType.PAGER),
-    ("uan", PhoneNumberType.UAN),
-    ("voicemail", PhoneNumberType.VOICEMAIL),
-)
-"""The types phonenumbers' ``number_type`` tries before fixed line and mobile, in its order."""
-_LONGEST_INPUT = 250
-"""phonenumbers refuses longer text before reading it (``_MAX_INPUT_STRING_LENGTH``)."""
-_NSN_LENGTHS = range(2, 18)
-"""The national number lengths phonenumbers accepts at all (``_MIN/_MAX_LENGTH_FOR_NSN``)."""
-
-
-class _FastPath:
-    """What phonenumbers concludes about a plain number in one region, without parsing it.
-
-    Everything comes from phonenumbers' metadata for the region; the steps are those of its
-    ``parse`` (international prefix, country code, national prefix), ``is_possible_number``,
-    ``is_valid_number`` and ``number_type``, for text that holds only digits and the marks
-    parse drops. ``judge`` answers only for a valid number of the region, else None.
-    """
-
-    __slots__ = (
-        "_code",
-        "_general",
-        "_idd",
-        "_lengths",
-        "_national_prefix",
-        "_plain",
-        "_plus",
-        "_types",
-    )
-
-    def __init__(self, code: int, metadata: PhoneMetadata, general: PhoneNumberDesc) -> None:
-        self._code = str(code)
-        # With a +, parse takes the shortest known country code: ours, unless a prefix of it is one.
-        self._plus = not any(
-            int(self._code[:size]) in phonenumbers.COUNTRY_CODE_TO_REGION_CODE
-            for size in range(1, len(self._code))
-        )
-        idd = metadata.international_prefix
-        self._idd = None if idd is None else re.compile(idd).match
-        prefix = metadata.national_prefix_for_parsing
-        self._national_prefix = re.compile(prefix).match if prefix else None
-        # Digits that start with none of these are their own national number (see _national).
-        starts = [f"(?:{idd})"] if idd is not None else []
-        starts += [self._code, "0"] + ([f"(?:{prefix})"] if prefix else [])
-        self._plain = re.compile("|".join(starts)).match
-        self._general = re.compile(general.national_number_pattern or "").fullmatch
-        # phonenumbers' length verdict depends on the length alone: ask it once for each.
-        self._lengths = [ValidationResult.TOO_SHORT] + [
-            phonenumbers.is_possible_number_with_reason(
-                PhoneNumber(country_code=code, national_number=int("1" * size))
-            )
-            for size in range(1, _LONGEST_INPUT + 1)
-        ]
-        self._types = {
-            size: _type_pattern(metadata, general, size)
-            for size in _NSN_LENGTHS
-            if self._lengths[size] == ValidationResult.IS_POSSIBLE
-        }
-
-    @staticmethod
-    def build(region: str) -> _FastPath | None:
-        """The fast path of ``region``; None where a valid number could be named another region."""
-        metadata = PhoneMetadata.metadata_for_region(region)
-        if metadata is None or metadata.general_desc is None:
-            return None
-        if not metadata.general_desc.national_number_pattern:
-            return None
-        code = metadata.country_code
-        if code is None:
-            return None
-        regions = phonenumbers.COUNTRY_CODE_TO_REGION_CODE.get(code, ())
-        # region_code_for_number tries the regions of a shared code in order: the first one
-        # without leading digits is named for every number valid in it.
-        if not regions or regions[0] != region or metadata.leading_digits is not None:
-            return None
-        try:
-            return _FastPath(code, metadata, metadata.general_desc)
-        except (re.error, ValueError):  # a pattern that cannot be combined: parse it all
-            return None
-
-    def judge(self, text: str, clean: bool = False) -> tuple[str, int] | None:
-        """(national significant number, PhoneNumberType) of a valid number, else None.
-
-        ``clean``: the caller knows ``text`` matches ``_CLEAN_TEXT`` (narrower than ``_FAST_TEXT``).
-        """
-        if len(text) > _LONGEST_INPUT or not (clean or _FAST_TEXT.fullmatch(text)):
-            return None
-        if text.isdigit():  # ASCII digits only, by the pattern
-            return self.judge_digits(text, False)
-        digits = text.replace(" ", "").replace("-", "").replace("(", "").replace(")", "")
-        return self.judge_digits(digits.replace(".", "").replace("+", ""), text[0] == "+")
-
-    def judge_digits(self, digits: str, plus: bool) -> tuple[str, int] | None:
-        """``judge`` of ASCII digits, written after a + or not."""
-        if not 3 <= len(digits) <= _LONGEST_INPUT:  # below 3, parse might see no number at all
-            return None
-        if plus or self._plain(digits):
-            national = self._national(digits, plus)
-            if national is None:
-                return None
-        else:
-            national = digits
-        types = self._types.get(len(national))
-        if types is None:
-            return None
-        found = types[0](national)
-        if found is None or found.lastindex is None:
-            return None
-        return national, types[1][found.lastindex]
-
-    def _national(self, digits: str, plus: bool) -> str | None:
-        """The national number parse would find, or None where it might find another."""
-        code = self._code
-        prefix = self._national_prefix
-        if plus:
-            if not self._plus or not digits.startswith(code):
-                return None
-            national = digits[len(code) :]
-        elif self._idd is not None and self._idd(digits):
-            return None
-        elif digits.startswith(code):
-            rest = digits[len(code) :]
-            if prefix is not None and rest and prefix(rest):
-                return None  # parse would try to strip a national prefix there
-            general = self._general
-            if (not general(digits) and general(rest)) or (
-                self._lengths[len(digits)] == ValidationResult.TOO_LONG
-            ):
-                national = rest
-            else:
-                national = digits
-        else:
-            national = digits
-        if (prefix is not None and national and prefix(national)) or national.startswith("0"):
-            return None
-        return national
-
-
-_TypePattern = tuple[Callable[[str], "re.Match[str] | None"], tuple[int, ...]]
-"""A ``fullmatch`` and the PhoneNumberType of each of its groups (``lastindex`` names it)."""
-
-
-def _type_pattern(metadata: PhoneMetadata, general: PhoneNumberDesc, size: int) -> _TypePattern:
-    """One pattern for phonenumbers' ``_number_type_helper`` on national numbers of ``size``.
-
-    The number must match the general description, then the first type whose description
-    matches names it (its group), in phonenumbers' order: a fixed-line pattern that the
-    mobile one matches too is "fixed line or mobile". A description matches when it has no
-    possible lengths or ``size`` among them, and its whole pattern matches.
-    """
-
-    def fits(desc: PhoneNumberDesc | None) -> str | None:
-        if desc is None or not desc.national_number_pattern:
-            return None
-        if desc.possible_length and size not in desc.possible_length:
-            return None
-        if re.compile(desc.national_number_pattern).groups:
-            raise ValueError("a capturing group would shift the group names")
-        return f"(?:{desc.national_number_pattern})"
-
-    overall = fits(general)
-    branches = [
-        (kind, pattern)
-        for attribute, kind in _TYPE_ORDER
-        if (pattern := fits(getattr(metadata, attribute))) is not None
-    ]
-    fixed, mobile = fits(metadata.fixed_line), fits(metadata.mobile)
-    same = metadata.same_mobile_and_fixed_line_pattern
-    if fixed is not None:
-        if same:
-            branches.append((PhoneNumberType.FIXED_LINE_OR_MOBILE, fixed))
-        elif mobile is not None:
-            branches.append((PhoneNumberType.FIXED_LINE_OR_MOBILE, f"(?={fixed}\\Z){mobile}"))
-        if not same:
-            branches.append((PhoneNumberType.FIXED_LINE, fixed))
-    if mobile is not None and not same:
-        branches.append((PhoneNumberType.MOBILE, mobile))
-    if overall is None or not branches:
-        return re.compile("(?!)").fullmatch, ()  # no number of this length is valid
-    either = "|".join(f"({pattern})" for _kind, pattern in branches)
-    return re.compile(f"(?={overall}\\Z)(?:{either})").fullmatch, (-1, *(k for k, _ in branches))
 
 
 # --- days -----------------------------------------------------------------------------------
