@@ -162,6 +162,8 @@ def run_import(
         raise InputError("no input files given: name one or more .csv/.xlsx/.xls/.ods files")
     sources = [open_source(path, request.read) for path in request.inputs]
     check_days_columns(sources, request.validate)
+    for warning in unread_phone_columns(sources):
+        shown.notice(warning)
 
     run_id = new_run_id()
     run_dir = create_run_dir(request.report.reports_dir, run_id)
@@ -390,6 +392,25 @@ def _note_resume(journal: Journal) -> None:
     history = list(resumes) if isinstance(resumes, list) else []
     history.append(_now())
     journal.set_meta("resumes", history)
+
+
+def unread_phone_columns(sources: Iterable[Source]) -> list[str]:
+    """A warning for each sheet with more phone-like columns than the one read.
+
+    Only one phone column per sheet is read; numbers in the others are NOT blocked, so the
+    person must know (and can import them in another run with --phone-column).
+    """
+    warnings = []
+    for source in sources:
+        for sheet in source.info.sheets:
+            if sheet.other_phone_columns:
+                where = f"{source.info.path}:{sheet.name}" if sheet.name else source.info.path
+                others = ", ".join(f'"{name}"' for name in sheet.other_phone_columns)
+                warnings.append(
+                    f'warning: {where} also has {others}; only "{sheet.phone_column}" is read. '
+                    f"To block those numbers too, run again with --phone-column NAME"
+                )
+    return warnings
 
 
 def check_days_columns(sources: Iterable[Source], options: ValidateOptions) -> None:

@@ -813,3 +813,13 @@ def test_counts_always_reconcile(rows: list[tuple[str, str]], strict: bool) -> N
         assert counts["rows"] == len(expected_rows)
         invalid = sum(1 for r in lines if r["status"] == "invalid")
         assert result.exit_code == (1 if strict and invalid else 0)
+
+
+def test_a_second_phone_column_is_named_in_a_warning(tmp_path: Path) -> None:
+    data = Path(__file__).parent / "data" / "two_phone_columns.csv"
+    result = invoke(["run", str(data), "--dry-run", "--reports-dir", str(tmp_path / "r")])
+    assert result.exit_code == 0, result.output
+    assert (
+        f'warning: {data} also has "Celular"; only "Teléfono" is read. '
+        "To block those numbers too, run again with --phone-column NAME"
+    ) in result.stderr
