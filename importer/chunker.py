@@ -3,14 +3,21 @@
 The chunker is a generator: a batch leaves only after the caller has consumed (and committed)
 the previous ``BatchResult``. A batch the server refuses as malformed or too large is split in
 halves, a bounded number of times, so that one bad number does not sink the others.
+
+``send_queue`` is the fast way (issue 5): it reads each batch from the journal's queue and
+builds what sending it needs (``Batch``: the items, their line ids, the encoded body) while the
+previous request is in flight, so that between two requests there is only the answer to judge
+and record.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from itertools import islice
+from contextlib import suppress
+from itertools import islice, starmap
+from typing import Protocol
 
-from importer.client import WolkvoxClient
+from importer.client import WolkvoxClient, encode_body, encode_rows
 from importer.config import SendOptions
 from importer.errors import (
     BatchFailed,
@@ -19,6 +26,7 @@ from importer.errors import (
     MalformedBatch,
     UsageError,
 )
+from importer.journal import line_ranges_json
 from importer.model import BatchResult, Reason, SendItem, ServerTotals, Status
 
 MAX_BATCH_SIZE = 10_000
@@ -28,6 +36,40 @@ ANSWER_LOST = Reason.ANSWER_LOST
 (belongs in ``model.Reason``)."""
 
 
+class RowQueue(Protocol):
+    """Where ``Chunker.send_queue`` takes its numbers from (``journal.SendQueue``)."""
+
+    def take(self, size: int) -> list[tuple[int, str, int]]:
+        """The next ``size`` numbers at most as ``(line_id, telephone, days_block)``; [] at the end."""
+        ...
+
+
+class Batch(list[SendItem]):
+    """One batch of a queue: its items, and what sending and recording it needs, made once.
+
+    A real list of SendItems (what ``BatchResult.items`` holds), plus its line ids (a list,
+    and their runs as the journal stores them: ``Journal.begin_batch`` does nothing per line)
+    and ``body`` (the add_dnc request, for the client and the ledger). A slice of it is a
+    plain list (a split half is encoded anew).
+    """
+
+    __slots__ = ("body", "line_ids", "line_ranges_json", "rows")
+
+    def __init__(self, rows: list[tuple[int, str, int]]) -> None:
+        super().__init__(starmap(SendItem, rows))
+        self.rows = rows
+        self.line_ids = [row[0] for row in rows]
+        self.line_ranges_json = line_ranges_json(self.line_ids)
+        self.body = encode_rows(rows)
+
+
+def request_body(items: Sequence[SendItem]) -> bytes:
+    """The add_dnc body of ``items``: a Batch's own, else encoded now."""
+    if isinstance(items, Batch):
+        return items.body
+    return encode_body([(item.telephone, item.days_block) for item in items])
+
+
 def batches(items: Iterable[SendItem], size: int) -> Iterator[list[SendItem]]:
     """Consecutive lists of at most ``size`` items, streamed.
 
@@ -35,7 +77,9 @@ def batches(items: Iterable[SendItem], size: int) -> Iterator[list[SendItem]]:
     [2, 2, 1]
     """
     if not 1 <= size <= MAX_BATCH_SIZE:
-        raise UsageError(f"--batch-size must be 1 to {MAX_BATCH_SIZE} (the API's limit), not {size}")
+        raise UsageError(
+            f"--batch-size must be 1 to {MAX_BATCH_SIZE} (the API's limit), not {size}"
+        )
     source = iter(items)
     while chunk := list(islice(source, size)):
         yield chunk
@@ -47,8 +91,10 @@ def verdict(items: Sequence[SendItem], totals: ServerTotals, batch: int) -> Batc
     added, rejected, sent = totals.added, totals.rejected, totals.sent
     said = f" (server said: {totals.msg!r})" if totals.msg else ""
 
+    kept = items if isinstance(items, list) else list(items)  # a Batch stays one
+
     def result(status: Status, reason: str, message: str) -> BatchResult:
-        return BatchResult(batch, list(items), status, reason, message, totals)
+        return BatchResult(batch, kept, status, reason, message, totals)
 
     if added == 0 or (added is None and rejected == count):
         return result(
@@ -132,6 +178,8 @@ class Chunker:
         self._options = options
         self._next_batch = first_batch
         self._on_begin = on_begin
+        self._carry: list[tuple[int, str, int]] = []
+        """Rows read ahead beyond a batch size lowered meanwhile (BatchTooLarge): sent next."""
         self.batch_size = options.batch_size
         self.batches_sent = 0
 
@@ -146,14 +194,75 @@ class Chunker:
         while chunk := list(islice(source, self.batch_size)):
             yield from self._send_batch(chunk, depth=0)
 
-    def _send_batch(self, chunk: list[SendItem], depth: int) -> Iterator[BatchResult]:
+    def send_queue(
+        self, queue: RowQueue, while_waiting: Callable[[], None] | None = None
+    ) -> Iterator[BatchResult]:
+        """``send`` for numbers taken from ``queue``, each batch read while the previous
+        request is in flight (``WolkvoxClient.add_dnc(while_waiting=...)``).
+
+        ``while_waiting`` (the caller's work that need not be done before the next request
+        leaves: logging the last result) is called then too; an exception it raises is
+        raised once the batch's result has been handed over, never while a request is in
+        flight (its answer would be lost). So is a failed read ahead: the batch is then taken
+        again with no request out, and the error, if it is still there, raised then. A number
+        read ahead but never begun (the run stopped) is simply not sent: it is still ready in
+        the journal.
+        """
+        ahead = self._take(queue)
+        while ahead is not None:
+            batch, ahead, read, failed = self._fit(ahead), None, False, None
+
+            def meanwhile() -> None:
+                nonlocal ahead, read, failed
+                # the caller's light work first: the server is reading the request meanwhile
+                if while_waiting is not None:
+                    try:
+                        while_waiting()
+                    except Exception as exc:  # noqa: BLE001 - raised below, with no request out
+                        failed = exc
+                with suppress(Exception):  # taken again below, with no request out
+                    ahead, read = self._take(queue), True
+
+            yield from self._send_batch(batch, depth=0, while_waiting=meanwhile)
+            if failed is not None:
+                raise failed
+            if not read:  # not while waiting (a transport that cannot), or that failed
+                ahead = self._take(queue)
+
+    def _take(self, queue: RowQueue) -> Batch | None:
+        """The next batch: rows carried over first, then the queue's."""
+        size = self.batch_size
+        rows = self._carry[:size]
+        if len(rows) < size:
+            rows += queue.take(size - len(rows))
+        self._carry = self._carry[size:]  # only once the queue gave its part
+        return Batch(rows) if rows else None
+
+    def _fit(self, batch: Batch) -> Batch:
+        """``batch`` cut to the batch size, if that was lowered after it was read."""
+        if len(batch) <= self.batch_size:
+            return batch
+        rows = batch.rows
+        self._carry = rows[self.batch_size :] + self._carry
+        return Batch(rows[: self.batch_size])
+
+    def _send_batch(
+        self,
+        chunk: list[SendItem],
+        depth: int,
+        while_waiting: Callable[[], None] | None = None,
+    ) -> Iterator[BatchResult]:
         number = self._next_batch
         self._next_batch += 1
         if self._on_begin is not None:
             self._on_begin(number, chunk)
         client = self._client
         try:
-            totals = client.add_dnc(chunk)
+            totals = client.add_dnc(
+                chunk,
+                body=chunk.body if isinstance(chunk, Batch) else None,
+                while_waiting=while_waiting,
+            )
         except BatchFailed as exc:
             self.batches_sent += 1
             yield self._result(number, chunk, Status.FAILED, Reason.BATCH_FAILED, str(exc))

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import phonenumbers
 from phonenumbers import (
@@ -30,7 +31,7 @@ from phonenumbers import (
     ValidationResult,
 )
 
-__all__ = ["LONGEST_INPUT", "FastPath"]
+__all__ = ["LONGEST_INPUT", "FastPath", "FastPatterns", "TypeBranches"]
 
 _FAST_TEXT = re.compile(r"\+?[0-9 ().\-]+")
 """What the fast path reads: phonenumbers drops these marks, keeping a leading + only."""
@@ -52,6 +53,40 @@ _NSN_LENGTHS = range(2, 18)
 """The national number lengths phonenumbers accepts at all (``_MIN/_MAX_LENGTH_FOR_NSN``)."""
 
 
+@dataclass(frozen=True, slots=True)
+class TypeBranches:
+    """Which type a national number of one length is: it must fully match ``overall``, then the
+    first of ``branches`` (pattern, PhoneNumberType) that it fully matches names its type."""
+
+    overall: str
+    branches: tuple[tuple[tuple[str, ...], int], ...]
+    """(patterns the number must all fully match, PhoneNumberType)."""
+
+
+@dataclass(frozen=True, slots=True)
+class FastPatterns:
+    """The regular expressions ``FastPath`` is made of, as text, for another regex engine.
+
+    ``importer.columnar_validator`` runs them over whole columns; ``FastPath`` compiles the same
+    text with ``re``. ``plain``, ``idd`` and ``national_prefix`` are matched at the start of the
+    digits (``re.match``), ``general`` and the branches against the whole of them.
+    """
+
+    code: str
+    plus: bool
+    """A + followed by ``code`` is read as this country's code (see ``FastPath._national``)."""
+    plain: str
+    idd: str | None
+    national_prefix: str | None
+    general: str
+    too_short: frozenset[int]
+    """The digit counts phonenumbers finds TOO_SHORT for this country code."""
+    too_long: frozenset[int]
+    """The digit counts phonenumbers finds TOO_LONG for this country code."""
+    types: dict[int, TypeBranches]
+    """By national number length: only the lengths phonenumbers finds possible."""
+
+
 class FastPath:
     """What phonenumbers concludes about a plain number in one region, without parsing it.
 
@@ -70,6 +105,7 @@ class FastPath:
         "_plain",
         "_plus",
         "_types",
+        "patterns",
     )
 
     def __init__(self, code: int, metadata: PhoneMetadata, general: PhoneNumberDesc) -> None:
@@ -86,7 +122,8 @@ class FastPath:
         # Digits that start with none of these are their own national number (see _national).
         starts = [f"(?:{idd})"] if idd is not None else []
         starts += [self._code, "0"] + ([f"(?:{prefix})"] if prefix else [])
-        self._plain = re.compile("|".join(starts)).match
+        plain = "|".join(starts)
+        self._plain = re.compile(plain).match
         self._general = re.compile(general.national_number_pattern or "").fullmatch
         # phonenumbers' length verdict depends on the length alone: ask it once for each.
         self._lengths = [ValidationResult.TOO_SHORT] + [
@@ -95,11 +132,31 @@ class FastPath:
             )
             for size in range(1, LONGEST_INPUT + 1)
         ]
-        self._types = {
-            size: _type_pattern(metadata, general, size)
+        branches = {
+            size: _type_branches(metadata, general, size)
             for size in _NSN_LENGTHS
             if self._lengths[size] == ValidationResult.IS_POSSIBLE
         }
+        self._types = {size: _type_pattern(found) for size, found in branches.items()}
+        self.patterns = FastPatterns(
+            code=self._code,
+            plus=self._plus,
+            plain=plain,
+            idd=idd,
+            national_prefix=prefix or None,
+            general=general.national_number_pattern or "",
+            too_short=frozenset(
+                size
+                for size, verdict in enumerate(self._lengths)
+                if verdict == ValidationResult.TOO_SHORT
+            ),
+            too_long=frozenset(
+                size
+                for size, verdict in enumerate(self._lengths)
+                if verdict == ValidationResult.TOO_LONG
+            ),
+            types={size: found for size, found in branches.items() if found is not None},
+        )
 
     @staticmethod
     def build(region: str) -> FastPath | None:
@@ -181,17 +238,16 @@ class FastPath:
         return national
 
 
-_TypePattern = tuple[Callable[[str], "re.Match[str] | None"], tuple[int, ...]]
-"""A ``fullmatch`` and the PhoneNumberType of each of its groups (``lastindex`` names it)."""
-
-
-def _type_pattern(metadata: PhoneMetadata, general: PhoneNumberDesc, size: int) -> _TypePattern:
-    """One pattern for phonenumbers' ``_number_type_helper`` on national numbers of ``size``.
+def _type_branches(
+    metadata: PhoneMetadata, general: PhoneNumberDesc, size: int
+) -> TypeBranches | None:
+    """phonenumbers' ``_number_type_helper`` for national numbers of ``size``, as patterns.
 
     The number must match the general description, then the first type whose description
-    matches names it (its group), in phonenumbers' order: a fixed-line pattern that the
-    mobile one matches too is "fixed line or mobile". A description matches when it has no
-    possible lengths or ``size`` among them, and its whole pattern matches.
+    matches names it, in phonenumbers' order: a fixed-line pattern that the mobile one matches
+    too is "fixed line or mobile" (its branch needs both). A description matches when it has no
+    possible lengths or ``size`` among them, and its whole pattern matches. None: no number of
+    this length is valid.
     """
 
     def fits(desc: PhoneNumberDesc | None) -> str | None:
@@ -204,8 +260,8 @@ def _type_pattern(metadata: PhoneMetadata, general: PhoneNumberDesc, size: int) 
         return f"(?:{desc.national_number_pattern})"
 
     overall = fits(general)
-    branches = [
-        (kind, pattern)
+    branches: list[tuple[tuple[str, ...], int]] = [
+        ((pattern,), kind)
         for attribute, kind in _TYPE_ORDER
         if (pattern := fits(getattr(metadata, attribute))) is not None
     ]
@@ -213,14 +269,29 @@ def _type_pattern(metadata: PhoneMetadata, general: PhoneNumberDesc, size: int) 
     same = metadata.same_mobile_and_fixed_line_pattern
     if fixed is not None:
         if same:
-            branches.append((PhoneNumberType.FIXED_LINE_OR_MOBILE, fixed))
+            branches.append(((fixed,), PhoneNumberType.FIXED_LINE_OR_MOBILE))
         elif mobile is not None:
-            branches.append((PhoneNumberType.FIXED_LINE_OR_MOBILE, f"(?={fixed}\\Z){mobile}"))
+            branches.append(((fixed, mobile), PhoneNumberType.FIXED_LINE_OR_MOBILE))
         if not same:
-            branches.append((PhoneNumberType.FIXED_LINE, fixed))
+            branches.append(((fixed,), PhoneNumberType.FIXED_LINE))
     if mobile is not None and not same:
-        branches.append((PhoneNumberType.MOBILE, mobile))
+        branches.append(((mobile,), PhoneNumberType.MOBILE))
     if overall is None or not branches:
+        return None
+    return TypeBranches(overall, tuple(branches))
+
+
+_TypePattern = tuple[Callable[[str], "re.Match[str] | None"], tuple[int, ...]]
+"""A ``fullmatch`` and the PhoneNumberType of each of its groups (``lastindex`` names it)."""
+
+
+def _type_pattern(found: TypeBranches | None) -> _TypePattern:
+    """The branches as one ``fullmatch`` whose matching group names the type."""
+    if found is None:
         return re.compile("(?!)").fullmatch, ()  # no number of this length is valid
-    either = "|".join(f"({pattern})" for _kind, pattern in branches)
-    return re.compile(f"(?={overall}\\Z)(?:{either})").fullmatch, (-1, *(k for k, _ in branches))
+    either = "|".join(
+        "(" + "".join(f"(?={first}\\Z)" for first in patterns[:-1]) + patterns[-1] + ")"
+        for patterns, _kind in found.branches
+    )
+    pattern = re.compile(f"(?={found.overall}\\Z)(?:{either})")
+    return pattern.fullmatch, (-1, *(kind for _pattern, kind in found.branches))

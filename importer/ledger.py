@@ -11,24 +11,50 @@ One SQLite file per user (``default_ledger_path()``), shared by every run, that 
 Before sending, the pipeline asks ``blocks(server, telephones)`` and ``skip_verdict`` tells it
 which numbers are still blocked long enough to be ``skipped`` (reason ``already-blocked``).
 
+A run records each confirmed batch with ``queue_added``: one row holding the request body as
+sent, compressed (~0.1 ms), where an upsert of 1000 numbers into ``blocks`` costs ~5 ms a
+request here (their keys land all over the table), five times the tool's budget per request
+(issue 5). The pipeline does it while the next request is in flight, from what the run
+journal recorded (the journal is the record of what the server confirmed; the ledger is fed
+from it, and a batch a kill left unqueued is queued from the journal by the next send or
+resume). Queued rows are folded into ``blocks`` in bulk (``fold``): when the ledger is closed
+after a run, and when any process opens it, so a run killed with ``kill -9`` has its queued
+confirmations folded by the next run, resume or nightly job that opens the ledger.
+
+Why this never skips a number wrongly:
+
+- ``blocks`` only ever holds what a server confirmed: a number queued and not folded yet, or
+  confirmed and not queued yet, is simply not there, and is sent once more (a missed skip).
+- Every confirmation carries its time (``confirmed_at``, UTC; the journal's ``finished`` for
+  a run's batches), and a block is replaced only by a confirmation at least as new: the same
+  batch queued twice (a kill between queueing it and marking it queued in the journal), or
+  folded late after another run confirmed the number anew, never puts back an older, longer
+  block over a newer one. Within a fold, one telephone's confirmations are applied in queue
+  order, so the newest wins as it would have, one call at a time.
+- An unreadable queued body is left out of the fold (never folded as something else).
+
 It is WAL-mode SQLite with ``synchronous=NORMAL``: a confirmation recorded survives the
-process being killed at any moment (the WAL write is done when ``record_added`` returns); only
-a power cut may lose the last ones, and a lost confirmation merely sends a number again on a
-later night. An fsync per batch (FULL) cost 4-10 ms a call on this kind of machine, more than
-the tool's whole budget per request. Created mode 0600 in a 0700 folder, and every
-``sqlite3.Error`` becomes a ``LedgerError`` here. It never holds the token.
+process being killed at any moment (the WAL write is done when ``record_added`` or
+``queue_added`` returns); only a power cut may lose the last ones, and a lost confirmation
+merely sends a number again on a later night. An fsync per batch (FULL) cost 4-10 ms a call on
+this kind of machine, more than the tool's whole budget per request. Created mode 0600 in a
+0700 folder, and every ``sqlite3.Error`` becomes a ``LedgerError`` here. It never holds the
+token.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import time
+import zlib
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from itertools import islice
+from operator import itemgetter
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -36,7 +62,8 @@ from typing import Self
 from importer.config import state_dir_path
 from importer.errors import LedgerError, UsageError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""2 adds ``pending`` (confirmed batches not folded yet); a version-1 ledger is upgraded."""
 APPLICATION_ID = 0x444E434C  # "DNCL": tells our ledger from a run journal ("DNCI") or any file
 LEDGER_NAME = "ledger.sqlite"
 
@@ -56,15 +83,35 @@ CREATE TABLE imports (
     sha256 TEXT PRIMARY KEY, path TEXT NOT NULL, run_id TEXT NOT NULL, imported_at TEXT NOT NULL
 );
 """
+_VERSION_2 = (
+    "ALTER TABLE blocks ADD COLUMN confirmed_at TEXT",
+    """CREATE TABLE pending (
+        id INTEGER PRIMARY KEY,
+        server_id INTEGER NOT NULL REFERENCES servers (id),
+        confirmed_at TEXT NOT NULL,
+        body BLOB NOT NULL
+    )""",
+)
+"""What version 2 adds (a new ledger is made as version 1, then this): ``confirmed_at``, the
+UTC time of a confirmation (ISO; a bare date counts as the start of that day), which orders
+confirmations exactly; ``pending``, each row a confirmed add_dnc request body, zlib-compressed
+(``queue_added``: 1000 numbers take ~2.6 KB, one page), until folded into blocks."""
 
 # A later confirmation replaces an earlier one: the newest block is what the server holds (even
-# a shorter one, so the ledger never claims more than the server has). A confirmation dated
-# before the stored one (a clock set back) does not replace it.
+# a shorter one, so the ledger never claims more than the server has). A confirmation timed
+# before the stored one (a clock set back, or the same confirmation recorded again after a
+# crash) does not replace it; one timed the same (a bare date: the same day) does.
 _UPSERT = """
-INSERT INTO blocks (server_id, telephone, days, added_on) VALUES (?, ?, ?, ?)
-ON CONFLICT (server_id, telephone) DO UPDATE SET days = excluded.days, added_on = excluded.added_on
-WHERE excluded.added_on >= blocks.added_on
+INSERT INTO blocks (server_id, telephone, days, added_on, confirmed_at) VALUES (?, ?, ?, ?, ?)
+ON CONFLICT (server_id, telephone) DO UPDATE
+SET days = excluded.days, added_on = excluded.added_on, confirmed_at = excluded.confirmed_at
+WHERE excluded.confirmed_at >= COALESCE(blocks.confirmed_at, blocks.added_on)
 """
+
+_FOLD_ROWS = 50
+"""Queued requests folded per step (~50,000 numbers held in memory at once)."""
+_BLOCK_KEY = itemgetter(0, 1)
+"""(server_id, telephone): the order a fold writes blocks in, for B-tree locality."""
 
 _WAL_WAIT = 10.0
 """Seconds to retry the switch to WAL while other processes hold the new file."""
@@ -142,6 +189,10 @@ class Ledger:
     def __init__(self, path: Path, connection: sqlite3.Connection) -> None:
         self.path = path
         self._db = connection
+        self._server_ids: dict[str, int] = {}
+        self._queued = False
+        """Whether this connection queued confirmations that are not folded yet."""
+        self._closed = False
 
     # -- opening and closing ------------------------------------------------------------
 
@@ -162,14 +213,29 @@ class Ledger:
         ledger = cls(path, connection)
         try:
             ledger._prepare()
+            ledger.fold()  # what a run killed mid-way queued
         except BaseException:
             connection.close()
             raise
         return ledger
 
     def close(self) -> None:
-        """Close the file (idempotent). Everything recorded stays."""
-        self._db.close()
+        """Fold what this connection queued, then close the file (idempotent).
+
+        Everything recorded or queued stays, even if the fold fails (it is done again at the
+        next open).
+        """
+        self._close(fold=True)
+
+    def _close(self, *, fold: bool) -> None:
+        if self._closed:
+            return
+        try:
+            if fold and self._queued:
+                self.fold()
+        finally:
+            self._closed = True
+            self._db.close()
 
     def __enter__(self) -> Self:
         return self
@@ -180,7 +246,8 @@ class Ledger:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.close()
+        # after an error, only close: the next open folds what was queued
+        self._close(fold=exc is None)
 
     def _prepare(self) -> None:
         """Check the file is ours (before changing anything in it), then set it up."""
@@ -197,7 +264,7 @@ class Ledger:
                 f"{self.path} is not a dnc-import ledger (another SQLite file): give the path "
                 f"of a ledger, or of a file that does not exist yet"
             )
-        if not fresh and version != SCHEMA_VERSION:
+        if not fresh and version not in (1, SCHEMA_VERSION):
             raise LedgerError(
                 f"ledger {self.path} has schema version {version}, this dnc-import reads "
                 f"version {SCHEMA_VERSION}: use a newer dnc-import, or {_MOVE_ASIDE}"
@@ -217,9 +284,15 @@ class Ledger:
                 if self._header()[2] == 0:  # not created meanwhile by another process
                     db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
                     db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-                    for statement in _SCHEMA.split(";"):
+                    for statement in (*_SCHEMA.split(";"), *_VERSION_2):
                         if statement.strip():
                             db.execute(statement)
+        elif version == 1:
+            with self._transaction("upgrade the ledger") as db:
+                if self._header()[1] == 1:  # not upgraded meanwhile by another process
+                    for statement in _VERSION_2:
+                        db.execute(statement)
+                    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def _use_wal(self) -> str:
         """Switch to WAL (kept in the file), the journal mode the file ends up in.
@@ -303,17 +376,86 @@ class Ledger:
         day = on.isoformat()
         recorded = 0
         with self._transaction("record confirmed numbers") as db:
-            db.execute("INSERT OR IGNORE INTO servers (name) VALUES (?)", (server,))
-            server_id = db.execute("SELECT id FROM servers WHERE name = ?", (server,)).fetchone()[0]
+            server_id = self._server_id(db, server)
             rows = (self._row(server_id, telephone, days, day) for telephone, days in items)
             while chunk := list(islice(rows, _CHUNK)):
                 db.executemany(_UPSERT, chunk)
                 recorded += len(chunk)
         return recorded
 
+    def queue_added(self, server: str, body: bytes, at: datetime) -> None:
+        """Record that ``server`` confirmed added, at the time ``at``, every number of one
+        add_dnc request ``body`` (``client.encode_body``: ``[{"telephone": ..., "days_block":
+        "N"}, ...]``), as one row: durable when this returns, in ``blocks`` once folded.
+
+        The same rule as ``record_added`` (pass only batches whose verdict is ``added``), at a
+        fraction of its cost per batch; the module docstring says when it is folded. ``at``
+        (timezone-aware) orders it exactly among other confirmations of the same numbers, so
+        queueing the same confirmation twice changes nothing.
+        """
+        if not isinstance(at, datetime) or at.tzinfo is None:
+            raise LedgerError(
+                f"ledger {self.path}: queue_added takes the time of the confirmation, with its "
+                f"time zone, not {at!r} (this is a bug)"
+            )
+        confirmed = at.astimezone(UTC).isoformat(timespec="microseconds")
+        packed = zlib.compress(body, 1)
+        with self._transaction("record confirmed numbers") as db:
+            db.execute(
+                "INSERT INTO pending (server_id, confirmed_at, body) VALUES (?, ?, ?)",
+                (self._server_id(db, server), confirmed, packed),
+            )
+        self._queued = True
+
+    def fold(self) -> int:
+        """Move every queued confirmation (of any process) into ``blocks``; return how many
+        numbers. ``open`` and ``close`` call it.
+
+        One transaction: all of it is folded or none. Exactly as ``record_added`` for each
+        queued request in turn: within a step, numbers are written sorted by telephone (for
+        B-tree locality) and, for one telephone, in queue order, so the newest confirmation
+        still wins. An element that is not a telephone with whole days >= 1 (never, from our
+        client) is left out: a number not recorded is only sent again, never skipped wrongly.
+        """
+        with self._guard("fold the queued confirmations"):
+            if self._db.execute("SELECT NOT EXISTS (SELECT 1 FROM pending)").fetchone()[0]:
+                self._queued = False
+                return 0
+        folded, last = 0, 0
+        with self._transaction("fold the queued confirmations") as db:
+            while rows := db.execute(
+                "SELECT id, server_id, confirmed_at, body FROM pending WHERE id > ? ORDER BY id"
+                " LIMIT ?",
+                (last, _FOLD_ROWS),
+            ).fetchall():
+                numbers = [
+                    number
+                    for _, server_id, confirmed_at, body in rows
+                    for number in _confirmed(server_id, confirmed_at, body)
+                ]
+                numbers.sort(key=_BLOCK_KEY)  # stable: one telephone's stay in queue order
+                db.executemany(_UPSERT, numbers)
+                folded += len(numbers)
+                last = rows[-1][0]
+            db.execute("DELETE FROM pending")
+        self._queued = False
+        return folded
+
+    def _server_id(self, db: sqlite3.Connection, server: str) -> int:
+        """The id of ``server`` (created if new); call inside a transaction."""
+        known = self._server_ids.get(server)
+        if known is not None:
+            return known
+        row = db.execute("SELECT id FROM servers WHERE name = ?", (server,)).fetchone()
+        if row is None:  # new: not remembered, as this transaction may yet be rolled back
+            db.execute("INSERT INTO servers (name) VALUES (?)", (server,))
+            return int(db.execute("SELECT id FROM servers WHERE name = ?", (server,)).fetchone()[0])
+        known = self._server_ids[server] = int(row[0])
+        return known
+
     def _row(
         self, server_id: int, telephone: str, days: int, day: str
-    ) -> tuple[int, str, int, str]:
+    ) -> tuple[int, str, int, str, str]:
         if not isinstance(telephone, str) or not telephone:
             raise LedgerError(
                 f"ledger {self.path}: cannot record telephone {telephone!r}: give the exact "
@@ -324,7 +466,7 @@ class Ledger:
                 f"ledger {self.path}: cannot record {telephone} with days {days!r}: "
                 f"days are a whole number >= 1 (this is a bug)"
             )
-        return server_id, telephone, days, day
+        return server_id, telephone, days, day, day
 
     # -- imported files -------------------------------------------------------------------
 
@@ -346,6 +488,32 @@ class Ledger:
                 " VALUES (?, ?, ?, ?)",
                 (sha256, path, run_id, datetime.now(UTC).isoformat(timespec="seconds")),
             )
+
+
+def _confirmed(
+    server_id: int, confirmed_at: str, packed: bytes
+) -> Iterator[tuple[int, str, int, str, str]]:
+    """The blocks rows of one queued request; what cannot be read is left out (see ``fold``)."""
+    added_on = confirmed_at[:10]  # the UTC date: confirmed_at is ISO, in UTC
+    try:
+        numbers = json.loads(zlib.decompress(packed))
+    except (zlib.error, ValueError, RecursionError):
+        return
+    if not isinstance(numbers, list):
+        return
+    for number in numbers:
+        if not isinstance(number, dict):
+            continue
+        telephone, days = number.get("telephone"), number.get("days_block")
+        if (
+            isinstance(telephone, str)
+            and telephone
+            and isinstance(days, str)
+            and days.isascii()
+            and days.isdigit()
+            and days[0] != "0"
+        ):
+            yield server_id, telephone, int(days), added_on, confirmed_at
 
 
 _MOVE_ASIDE = (

@@ -28,7 +28,7 @@ from collections.abc import Callable, Generator, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from python_calamine import (
     CalamineError,
@@ -41,6 +41,9 @@ from python_calamine import (
 from importer.config import ReadOptions
 from importer.errors import InputError, UsageError
 from importer.model import CellValue, RawRow
+
+if TYPE_CHECKING:
+    from importer.columns import RowColumns
 from importer.workbook_guard import not_a_workbook, password_protected, workbook_format
 
 __all__ = [
@@ -65,28 +68,83 @@ _MAX_COLUMNS = 16_384
 _DELIMITERS = (",", ";", "\t", "|")
 _ONE_COLUMN = "\x1f"
 """The csv delimiter used for a one-column text file (a character that never occurs in one)."""
-_CP1252_UNDEFINED = re.compile(rb"[\x81\x8d\x8f\x90\x9d]")
+_CP1252_UNDEFINED = (b"\x81", b"\x8d", b"\x8f", b"\x90", b"\x9d")
+"""The bytes cp1252 leaves undefined."""
 _UTF8_LATIN = re.compile("[\u00c0-\u00ff]")
 _NON_WORD = re.compile(r"[\W_]+")
 
-PHONE_NAMES: frozenset[str] = frozenset({
-    "telephone", "telefono", "telefonos", "tel", "telf", "tfno", "tlf", "phone", "phone number",
-    "phone no", "mobile", "mobile phone", "mobile number", "cell", "cell phone", "cellphone",
-    "celular", "celulares", "cel", "movil", "numero", "numero de telefono", "numero telefono",
-    "numero de celular", "numero celular", "numero movil", "numero de movil", "whatsapp",
-    "contacto telefono", "telefono contacto", "telefono de contacto", "telefono celular",
-    "telefono movil", "nro telefono", "nro de telefono", "nro celular", "num telefono",
-    "no telefono", "no de telefono", "n telefono", "msisdn",
-})
+PHONE_NAMES: frozenset[str] = frozenset(
+    {
+        "telephone",
+        "telefono",
+        "telefonos",
+        "tel",
+        "telf",
+        "tfno",
+        "tlf",
+        "phone",
+        "phone number",
+        "phone no",
+        "mobile",
+        "mobile phone",
+        "mobile number",
+        "cell",
+        "cell phone",
+        "cellphone",
+        "celular",
+        "celulares",
+        "cel",
+        "movil",
+        "numero",
+        "numero de telefono",
+        "numero telefono",
+        "numero de celular",
+        "numero celular",
+        "numero movil",
+        "numero de movil",
+        "whatsapp",
+        "contacto telefono",
+        "telefono contacto",
+        "telefono de contacto",
+        "telefono celular",
+        "telefono movil",
+        "nro telefono",
+        "nro de telefono",
+        "nro celular",
+        "num telefono",
+        "no telefono",
+        "no de telefono",
+        "n telefono",
+        "msisdn",
+    }
+)
 """Known phone headers, normalized. Exact matches win over prefix matches ("telefono 1")."""
 _WEAK_NAMES = frozenset({"numero"})
 _PHONE_PREFIXES = tuple(n + " " for n in PHONE_NAMES if n not in _WEAK_NAMES)
-DAYS_NAMES: frozenset[str] = frozenset({
-    "days block", "days", "dias", "dias de bloqueo", "dias bloqueo", "dias bloqueado",
-    "dias bloqueados", "dias a bloquear", "block days", "blocking days", "days blocked",
-    "bloqueo", "bloqueo dias", "bloqueo en dias", "dias dnc", "dnc days", "vigencia",
-    "vigencia dias", "duracion bloqueo", "duracion del bloqueo",
-})
+DAYS_NAMES: frozenset[str] = frozenset(
+    {
+        "days block",
+        "days",
+        "dias",
+        "dias de bloqueo",
+        "dias bloqueo",
+        "dias bloqueado",
+        "dias bloqueados",
+        "dias a bloquear",
+        "block days",
+        "blocking days",
+        "days blocked",
+        "bloqueo",
+        "bloqueo dias",
+        "bloqueo en dias",
+        "dias dnc",
+        "dnc days",
+        "vigencia",
+        "vigencia dias",
+        "duracion bloqueo",
+        "duracion del bloqueo",
+    }
+)
 """Known days headers, normalized."""
 _DAYS_PREFIXES = tuple(n + " " for n in DAYS_NAMES if " " in n) + ("bloqueo ",)
 
@@ -149,6 +207,12 @@ class Source(ABC):
     def rows(self) -> Iterator[RawRow]:
         """Stream the data rows, filling ``SheetInfo.rows``/``blank_rows`` as it goes."""
 
+    def columns(self) -> Iterator[RowColumns]:
+        """The rows of ``rows()`` as batches of columns, with the same counts (the bulk path)."""
+        from importer.columnar_reader import grouped  # pyarrow, only where it is used
+
+        return grouped(self.rows())
+
 
 def normalize_header(text: str) -> str:
     """Fold case, accents and punctuation: ``normalize_header(" Teléfono_Móvil: ")`` is
@@ -200,21 +264,25 @@ def _open(name: str, p: Path, options: ReadOptions) -> Source:
     try:
         mode = p.stat().st_mode
         if stat.S_ISDIR(mode):
-            raise InputError(f"{name} is a folder, not a file: name the files inside it "
-                             f"(e.g. {p / '*.csv'})")
+            raise InputError(
+                f"{name} is a folder, not a file: name the files inside it (e.g. {p / '*.csv'})"
+            )
         if not stat.S_ISREG(mode):  # /dev/zero never ends, a FIFO blocks: never open them
-            raise InputError(f"{name} is not a regular file ({_kind(mode)}): save the list "
-                             "as a .csv or .xlsx file and name that file")
+            raise InputError(
+                f"{name} is not a regular file ({_kind(mode)}): save the list "
+                "as a .csv or .xlsx file and name that file"
+            )
         with p.open("rb") as f:
             magic = f.read(8)
     except FileNotFoundError as exc:
         raise InputError(f"{name}: no such file: check the name and the folder") from exc
     except PermissionError as exc:
-        raise InputError(f"{name} cannot be read (permission denied): check its "
-                         "permissions, or copy it somewhere you can read it") from exc
+        raise InputError(
+            f"{name} cannot be read (permission denied): check its "
+            "permissions, or copy it somewhere you can read it"
+        ) from exc
     except OSError as exc:
-        raise InputError(f"{name} cannot be read ({exc.strerror or exc}): check the path")\
-            from exc
+        raise InputError(f"{name} cannot be read ({exc.strerror or exc}): check the path") from exc
     if magic.startswith((b"PK\x03\x04", b"\xd0\xcf\x11\xe0")):
         with _no_panic(name, p):
             return _open_workbook(name, p, magic, options)
@@ -239,26 +307,35 @@ def _kind(mode: int) -> str:
 
 # ---------------------------------------------------------------- options and columns
 
+
 def _check_options(options: ReadOptions) -> None:
     if options.header_scan_rows < 1:
         raise UsageError("header_scan_rows must be 1 or more")
-    for flag, spec in (("--phone-column", options.phone_column),
-                       ("--days-column", options.days_column)):
+    for flag, spec in (
+        ("--phone-column", options.phone_column),
+        ("--days-column", options.days_column),
+    ):
         pos = _position(spec)
         if pos is not None and pos < 1:
             raise UsageError(f"{flag} {spec}: positions start at 1 (column A is 1)")
         if options.no_header and spec is not None and pos is None:
-            raise UsageError(f"{flag} {spec}: with --no-header there are no header names; "
-                             f"give a position ({flag} 2)")
+            raise UsageError(
+                f"{flag} {spec}: with --no-header there are no header names; "
+                f"give a position ({flag} 2)"
+            )
     if options.delimiter is not None and len(_delimiter(options.delimiter)) != 1:
-        raise UsageError(f"--delimiter {options.delimiter!r}: give one character, "
-                         "e.g. --delimiter ';' (or 'tab')")
+        raise UsageError(
+            f"--delimiter {options.delimiter!r}: give one character, "
+            "e.g. --delimiter ';' (or 'tab')"
+        )
     if options.encoding is not None:
         try:
             codecs.lookup(options.encoding)
         except LookupError as exc:
-            raise UsageError(f"--encoding {options.encoding}: unknown encoding; use e.g. "
-                             "utf-8, cp1252 or latin-1") from exc
+            raise UsageError(
+                f"--encoding {options.encoding}: unknown encoding; use e.g. "
+                "utf-8, cp1252 or latin-1"
+            ) from exc
 
 
 def _delimiter(text: str) -> str:
@@ -288,6 +365,9 @@ class _Layout:
     phone: int  # index into a row's cells
     days: int | None
     info: SheetInfo
+    parsed: Any = None
+    """A workbook sheet as calamine parsed it to find the header, kept for one read of its
+    rows: parsing a sheet is most of reading it (~1.2 s for 200,000 rows here)."""
 
 
 Scan = list[tuple[int, list[Any]]]
@@ -308,8 +388,9 @@ def _seen_headers(scan: Scan) -> list[str]:
     return best
 
 
-def _match(texts: list[str], names: frozenset[str], prefixes: tuple[str, ...],
-           exclude: int | None = None) -> list[int]:
+def _match(
+    texts: list[str], names: frozenset[str], prefixes: tuple[str, ...], exclude: int | None = None
+) -> list[int]:
     """Indexes of the cells naming a known column: exact names first, then prefixes."""
     norm = [normalize_header(t) for t in texts]
     exact = [i for i, n in enumerate(norm) if n in names and i != exclude]
@@ -343,8 +424,7 @@ def _no_phone(label: str, scan: Scan) -> _NoPhoneColumn:
     )
 
 
-def _locate(label: str, sheet: str, scan: Scan, col_offset: int,
-            options: ReadOptions) -> _Layout:
+def _locate(label: str, sheet: str, scan: Scan, col_offset: int, options: ReadOptions) -> _Layout:
     """Find the header row and the phone/days columns among the first rows of a sheet."""
     width = max((len(c) for _, c in scan), default=0)
 
@@ -353,7 +433,9 @@ def _locate(label: str, sheet: str, scan: Scan, col_offset: int,
         if not 0 <= i < width:
             raise _NoPhoneColumn(
                 f"{label}: {flag} {pos}: there is no column {pos}; the columns in use are "
-                f"{col_offset + 1} to {col_offset + width}", f"no column {pos}")
+                f"{col_offset + 1} to {col_offset + width}",
+                f"no column {pos}",
+            )
         return i
 
     def name(i: int | None, texts: list[str]) -> str | None:
@@ -370,8 +452,14 @@ def _locate(label: str, sheet: str, scan: Scan, col_offset: int,
     header_row, phone, others = _header_and_phone(label, scan, options, index)
     texts = _texts(next(c for r, c in scan if r == header_row))
     days = _days_index(label, texts, header_row, phone, options, index)
-    info = SheetInfo(sheet, header_row, name(phone, texts) or "", name(days, texts),
-                     [t for t in texts if t], other_phone_columns=[texts[i] for i in others])
+    info = SheetInfo(
+        sheet,
+        header_row,
+        name(phone, texts) or "",
+        name(days, texts),
+        [t for t in texts if t],
+        other_phone_columns=[texts[i] for i in others],
+    )
     return _Layout(header_row, phone, days, info)
 
 
@@ -384,7 +472,8 @@ def _header_row(label: str, scan: Scan, options: ReadOptions) -> tuple[int, list
             raise _NoPhoneColumn(
                 f'{label}: --days-column "{days}": no such column in the first '
                 f"{options.header_scan_rows} rows; headers seen: {_quoted(_seen_headers(scan))}",
-                f'no column "{days}"')
+                f'no column "{days}"',
+            )
         cells = next(c for r, c in scan if r == found[0])
         return found[0], _match(_texts(cells), PHONE_NAMES, _PHONE_PREFIXES)
     fuzzy = None
@@ -398,8 +487,9 @@ def _header_row(label: str, scan: Scan, options: ReadOptions) -> tuple[int, list
     return fuzzy
 
 
-def _header_and_phone(label: str, scan: Scan, options: ReadOptions,
-                      index: Callable[[str, int], int]) -> tuple[int, int, list[int]]:
+def _header_and_phone(
+    label: str, scan: Scan, options: ReadOptions, index: Callable[[str, int], int]
+) -> tuple[int, int, list[int]]:
     """(header row, phone index, other phone-like indexes)."""
     spec, pos = options.phone_column, _position(options.phone_column)
     if spec is not None and pos is None:
@@ -408,7 +498,8 @@ def _header_and_phone(label: str, scan: Scan, options: ReadOptions,
             raise _NoPhoneColumn(
                 f'{label}: --phone-column "{spec}": no such column in the first '
                 f"{options.header_scan_rows} rows; headers seen: {_quoted(_seen_headers(scan))}",
-                f'no column "{spec}"')
+                f'no column "{spec}"',
+            )
         return named[0], named[1], []
     found = _header_row(label, scan, options)
     if pos is not None:
@@ -424,27 +515,38 @@ def _header_and_phone(label: str, scan: Scan, options: ReadOptions,
     return found[0], found[1][0], found[1][1:]
 
 
-def _days_index(label: str, texts: list[str], header_row: int, phone: int,
-                options: ReadOptions, index: Callable[[str, int], int]) -> int | None:
+def _days_index(
+    label: str,
+    texts: list[str],
+    header_row: int,
+    phone: int,
+    options: ReadOptions,
+    index: Callable[[str, int], int],
+) -> int | None:
     spec, pos = options.days_column, _position(options.days_column)
     if pos is not None:
         days: int | None = index("--days-column", pos)
     elif spec is not None:
         found = _find_named([(header_row, texts)], spec)
         if found is None:
-            raise InputError(f'{label}: --days-column "{spec}": no such column in the header '
-                             f"(row {header_row}); headers: {_quoted(t for t in texts if t)}")
+            raise InputError(
+                f'{label}: --days-column "{spec}": no such column in the header '
+                f"(row {header_row}); headers: {_quoted(t for t in texts if t)}"
+            )
         days = found[1]
     else:
         hits = _match(texts, DAYS_NAMES, _DAYS_PREFIXES, exclude=phone)
         days = hits[0] if hits else None
     if days == phone:
-        raise UsageError(f"{label}: the phone and days columns are the same column "
-                         f"({texts[phone] or phone + 1}): name them apart")
+        raise UsageError(
+            f"{label}: the phone and days columns are the same column "
+            f"({texts[phone] or phone + 1}): name them apart"
+        )
     return days
 
 
 # ---------------------------------------------------------------- text files
+
 
 @dataclass
 class _ByteScan:
@@ -456,6 +558,10 @@ class _ByteScan:
     cp1252_bad_line: int | None
     long_line: int | None
     """The first line longer than ``_MAX_LINE_BYTES`` (counting both LF and CR as line ends)."""
+    quote: bool = True
+    """Whether a ``"`` byte occurs anywhere."""
+    line_ends: str | None = None
+    """"\n" or "\r\n" when every line ends so (or there is no line end); None when mixed."""
 
 
 def _scan_bytes(p: Path) -> _ByteScan:
@@ -467,8 +573,13 @@ def _scan_bytes(p: Path) -> _ByteScan:
     cp_bad: int | None = None
     long_line: int | None = None
     line_start = 0  # offset where the current line began
+    quote, crs, crlfs, after_cr = False, 0, 0, False
     with p.open("rb") as f:
         while chunk := f.read(_CHUNK):
+            quote = quote or b'"' in chunk
+            crs += chunk.count(b"\r")
+            crlfs += chunk.count(b"\r\n") + (after_cr and chunk[:1] == b"\n")
+            after_cr = chunk[-1:] == b"\r"
             if long_line is None:
                 first = min(_line_end(chunk.find(b"\n")), _line_end(chunk.find(b"\r")))
                 if size + min(first, len(chunk)) - line_start > _MAX_LINE_BYTES:
@@ -485,8 +596,8 @@ def _scan_bytes(p: Path) -> _ByteScan:
                     utf8_ok = False
             if nul_line is None and (at := chunk.find(b"\x00")) >= 0:
                 nul_line = lines + chunk.count(b"\n", 0, at)
-            if cp_bad is None and (m := _CP1252_UNDEFINED.search(chunk)):
-                cp_bad = lines + chunk.count(b"\n", 0, m.start())
+            if cp_bad is None and (at := _first_of(chunk, _CP1252_UNDEFINED)) >= 0:
+                cp_bad = lines + chunk.count(b"\n", 0, at)
             lines += chunk.count(b"\n")
             size += len(chunk)
     if utf8_ok:
@@ -494,7 +605,16 @@ def _scan_bytes(p: Path) -> _ByteScan:
             decoder.decode(b"", final=True)
         except UnicodeDecodeError:
             utf8_ok = False
-    return _ByteScan(digest.hexdigest(), size, head, utf8_ok, nul_line, cp_bad, long_line)
+    ends = "\n" if crs == 0 else "\r\n" if crs == crlfs == lines - 1 else None
+    return _ByteScan(
+        digest.hexdigest(), size, head, utf8_ok, nul_line, cp_bad, long_line, quote, ends
+    )
+
+
+def _first_of(chunk: bytes, needles: tuple[bytes, ...]) -> int:
+    """Where the first of ``needles`` is in ``chunk`` (-1: nowhere); a find each is memchr."""
+    found = [at for needle in needles if (at := chunk.find(needle)) >= 0]
+    return min(found, default=-1)
 
 
 def _line_end(at: int) -> int:
@@ -508,14 +628,20 @@ def _check_bytes(name: str, scan: _ByteScan, forced: str | None) -> None:
     wide = (forced or "").lower().replace("_", "-").startswith(("utf-16", "utf-32", "utf16"))
     if scan.nul_line is not None and not (wide or (bom16 and not forced)):
         if b"\x00" in head:
-            raise InputError(f"{name} looks like a binary file, not a spreadsheet or a text "
-                             "(CSV) file: export it again as .csv or .xlsx")
-        raise InputError(f"{name}: line {scan.nul_line} contains a NUL byte: the file is "
-                         "damaged or not a text file; remove that line or export it again")
+            raise InputError(
+                f"{name} looks like a binary file, not a spreadsheet or a text "
+                "(CSV) file: export it again as .csv or .xlsx"
+            )
+        raise InputError(
+            f"{name}: line {scan.nul_line} contains a NUL byte: the file is "
+            "damaged or not a text file; remove that line or export it again"
+        )
     if scan.long_line is not None:
-        raise InputError(f"{name}: line {scan.long_line} is longer than 1 MiB: no phone list "
-                         "has such lines; is it really a text (CSV) file? Export it again as "
-                         ".csv or .xlsx")
+        raise InputError(
+            f"{name}: line {scan.long_line} is longer than 1 MiB: no phone list "
+            "has such lines; is it really a text (CSV) file? Export it again as "
+            ".csv or .xlsx"
+        )
 
 
 def _first_bad_line(p: Path, encoding: str) -> tuple[int, bool]:
@@ -545,13 +671,17 @@ def _encoding(name: str, p: Path, scan: _ByteScan, forced: str | None) -> str:
         return "utf-8"
     line, accents = _first_bad_line(p, "utf-8")
     if accents:
-        raise InputError(f"{name}: line {line} is not UTF-8 while lines before it are: the "
-                         "file mixes encodings; save it again as UTF-8, or force one with "
-                         "--encoding cp1252")
+        raise InputError(
+            f"{name}: line {line} is not UTF-8 while lines before it are: the "
+            "file mixes encodings; save it again as UTF-8, or force one with "
+            "--encoding cp1252"
+        )
     if scan.cp1252_bad_line is not None:
-        raise InputError(f"{name}: line {scan.cp1252_bad_line} has bytes that are neither "
-                         "UTF-8 nor Windows-1252 text: save the file again as CSV UTF-8, or "
-                         "force an encoding with --encoding latin-1")
+        raise InputError(
+            f"{name}: line {scan.cp1252_bad_line} has bytes that are neither "
+            "UTF-8 nor Windows-1252 text: save the file again as CSV UTF-8, or "
+            "force an encoding with --encoding latin-1"
+        )
     return "cp1252"
 
 
@@ -598,24 +728,32 @@ class _TextFormat:
             raise self.error(exc, line + 1) from exc
 
     def runaway(self, start: int, end: int) -> InputError:
-        return InputError(f"{self.name}: line {start}: a quoted cell runs over "
-                          f"{end - start + 1} lines: is a closing quote (\") missing? Fix that "
-                          "line, or export the file again")
+        return InputError(
+            f"{self.name}: line {start}: a quoted cell runs over "
+            f'{end - start + 1} lines: is a closing quote (") missing? Fix that '
+            "line, or export the file again"
+        )
 
     def too_wide(self, start: int, width: int) -> InputError:
-        return InputError(f"{self.name}: line {start} has {width:,} columns, more than a "
-                          f"spreadsheet holds ({_MAX_COLUMNS:,}): is the delimiter right? Force "
-                          "it with --delimiter ';' (or tab), or export the file again")
+        return InputError(
+            f"{self.name}: line {start} has {width:,} columns, more than a "
+            f"spreadsheet holds ({_MAX_COLUMNS:,}): is the delimiter right? Force "
+            "it with --delimiter ';' (or tab), or export the file again"
+        )
 
     def error(self, exc: Exception, line: int) -> InputError:
         if isinstance(exc, UnicodeDecodeError):
             line = _first_bad_line(self.path, self.encoding)[0] or line
-            return InputError(f"{self.name}: line {line} cannot be read as {self.encoding}: "
-                              "save the file again as CSV UTF-8, or force an encoding with "
-                              "--encoding cp1252")
+            return InputError(
+                f"{self.name}: line {line} cannot be read as {self.encoding}: "
+                "save the file again as CSV UTF-8, or force an encoding with "
+                "--encoding cp1252"
+            )
         if isinstance(exc, csv.Error):
-            return InputError(f"{self.name}: line {line}: {exc}: is a closing quote (\") "
-                              "missing? Fix that line, or export the file again")
+            return InputError(
+                f'{self.name}: line {line}: {exc}: is a closing quote (") '
+                "missing? Fix that line, or export the file again"
+            )
         return InputError(f"{self.name} cannot be read at line {line} ({exc})")
 
 
@@ -624,9 +762,36 @@ def _is_blank(rec: list[str]) -> bool:
 
 
 class _TextSource(Source):
-    def __init__(self, info: SourceInfo, fmt: _TextFormat, after: int, layout: _Layout) -> None:
+    def __init__(
+        self,
+        info: SourceInfo,
+        fmt: _TextFormat,
+        after: int,
+        layout: _Layout,
+        line_ends: str | None = None,
+    ) -> None:
         super().__init__(info)
         self._fmt, self._after, self._layout = fmt, after, layout
+        self._line_ends = line_ends
+        """Set when the csv module reads one record per line ending so (see ``columns``)."""
+
+    def columns(self) -> Iterator[RowColumns]:
+        if self._line_ends is None:
+            return super().columns()
+        from importer.columnar_reader import TextLayout, text_columns
+
+        fmt, layout = self._fmt, self._layout
+        plan = TextLayout(
+            fmt.path,
+            self.info.path,
+            fmt.encoding,
+            fmt.delimiter,
+            self._line_ends,
+            self._after,
+            layout.phone,
+            layout.days,
+        )
+        return text_columns(plan, self.info.sheets[0], self.rows)
 
     def rows(self) -> Iterator[RawRow]:
         # One loop, no nested generator: this runs once per row of files of millions of rows.
@@ -651,8 +816,9 @@ class _TextSource(Source):
                         sheet.blank_rows += 1
                         continue
                     sheet.rows += 1
-                    yield RawRow(name, "", start, phone,
-                                 None if di is None else (rec[di] if di < n else ""))
+                    yield RawRow(
+                        name, "", start, phone, None if di is None else (rec[di] if di < n else "")
+                    )
         except (UnicodeDecodeError, csv.Error, OSError) as exc:
             raise _one_lined(fmt.error(exc, line + 1)) from exc
         except InputError as exc:
@@ -660,8 +826,9 @@ class _TextSource(Source):
             raise
 
 
-def _text_format(name: str, p: Path, scan: _ByteScan, options: ReadOptions) -> tuple[
-        _TextFormat, int]:
+def _text_format(
+    name: str, p: Path, scan: _ByteScan, options: ReadOptions
+) -> tuple[_TextFormat, int]:
     """The encoding and delimiter of a text file, and the line of Excel's "sep=" hint (or 0)."""
     encoding = _encoding(name, p, scan, options.encoding)
     head = codecs.getincrementaldecoder(encoding)(errors="replace").decode(scan.head)
@@ -688,24 +855,53 @@ def _open_text(name: str, p: Path, options: ReadOptions) -> Source:
     head = list(itertools.islice(first, options.header_scan_rows))
     first.close()
     if all(_is_blank(rec) for _, rec in head):
-        raise InputError(f"{name} has only blank lines at the top: remove them and try again"
-                         if len(head) == options.header_scan_rows
-                         else f"{name} has no rows (only blank lines): export it again")
+        raise InputError(
+            f"{name} has only blank lines at the top: remove them and try again"
+            if len(head) == options.header_scan_rows
+            else f"{name} has no rows (only blank lines): export it again"
+        )
     layout = _locate(name, "", head, 0, options)
     after = layout.header_row or hint
     records = fmt.records(after)
     has_data = any(not _is_blank(rec) for _, rec in records)
     records.close()
     if not has_data:
-        raise InputError(f"{name} has no data rows below the header (row {layout.header_row}): "
-                         "export it again with its rows, or remove it from the run")
+        raise InputError(
+            f"{name} has no data rows below the header (row {layout.header_row}): "
+            "export it again with its rows, or remove it from the run"
+        )
     delimiter = None if fmt.delimiter == _ONE_COLUMN else fmt.delimiter
-    info = SourceInfo(name, scan.sha256, scan.size, "csv", fmt.encoding, delimiter,
-                      [layout.info], [])
-    return _TextSource(info, fmt, after, layout)
+    info = SourceInfo(
+        name, scan.sha256, scan.size, "csv", fmt.encoding, delimiter, [layout.info], []
+    )
+    return _TextSource(info, fmt, after, layout, _bulk_line_ends(scan, fmt.encoding))
+
+
+_BULK_ENCODINGS = frozenset({"utf-8", "utf-8-sig", "cp1252"})
+
+
+def _bulk_line_ends(scan: _ByteScan, encoding: str) -> str | None:
+    """The line end of a file the csv module reads one record per line, else None.
+
+    So it is when no quote character occurs, every line ends the same way (LF or CRLF), and the
+    encoding keeps ASCII bytes as they are (UTF-8 that decodes, or cp1252 with no undefined
+    byte), so that those bytes split the file as the decoded text would be split.
+    """
+    try:
+        name = codecs.lookup(encoding).name
+    except LookupError:
+        return None
+    if scan.quote or name not in _BULK_ENCODINGS or scan.nul_line is not None:
+        return None
+    if name.startswith("utf-8") and not scan.utf8_ok:
+        return None
+    if name == "cp1252" and scan.cp1252_bad_line is not None:
+        return None
+    return scan.line_ends
 
 
 # ---------------------------------------------------------------- workbooks
+
 
 @contextmanager
 def _no_panic(name: str, p: Path) -> Iterator[None]:
@@ -740,15 +936,20 @@ def _cell(value: Any) -> CellValue:
     return str(value)
 
 
-def _sheet_rows(name: str, wb: CalamineWorkbook, sheet: str) -> tuple[int, Iterator[Any]]:
-    """(column offset, rows from row 1) of one sheet."""
+def _sheet_rows(
+    name: str, wb: CalamineWorkbook | None, sheet: str, parsed: Any = None
+) -> tuple[int, Iterator[Any], Any]:
+    """(column offset, rows from row 1, the parsed sheet) of one sheet (``parsed``: already
+    parsed)."""
     try:
-        data = wb.get_sheet_by_name(sheet)
+        data = parsed if parsed is not None else wb.get_sheet_by_name(sheet)  # type: ignore[union-attr]
         start = data.start
-        return (start[1] if start else 0), iter(data.iter_rows())
+        return (start[1] if start else 0), iter(data.iter_rows()), data
     except (CalamineError, ValueError) as exc:
-        raise InputError(f'{name}, sheet "{sheet}" cannot be read ({exc}): open it in Excel '
-                         "and save it again as .xlsx") from exc
+        raise InputError(
+            f'{name}, sheet "{sheet}" cannot be read ({exc}): open it in Excel '
+            "and save it again as .xlsx"
+        ) from exc
 
 
 def _blank(cells: list[Any]) -> bool:
@@ -764,21 +965,24 @@ class _WorkbookSource(Source):
         name = self.info.path
         try:
             with _no_panic(name, self._path):
-                wb = _load(name, self._path)
+                parsed = all(layout.parsed is not None for layout in self._layouts)
+                wb = None if parsed else _load(name, self._path)
                 try:
                     for layout in self._layouts:
                         yield from self._sheet(name, wb, layout)
                 finally:
-                    wb.close()
+                    if wb is not None:
+                        wb.close()
         except InputError as exc:
             _one_line(exc)
             raise
 
-    def _sheet(self, name: str, wb: CalamineWorkbook, layout: _Layout) -> Iterator[RawRow]:
+    def _sheet(self, name: str, wb: CalamineWorkbook | None, layout: _Layout) -> Iterator[RawRow]:
         sheet = layout.info
         sheet.rows = sheet.blank_rows = 0
         pi, di, skip = layout.phone, layout.days, layout.header_row or 0
-        _, rows = _sheet_rows(name, wb, sheet.name)
+        parsed, layout.parsed = layout.parsed, None  # read once; a second read parses again
+        _, rows, _ = _sheet_rows(name, wb, sheet.name, parsed)
         for i, cells in enumerate(rows, 1):
             if i <= skip:
                 continue
@@ -791,11 +995,12 @@ class _WorkbookSource(Source):
             yield RawRow(name, sheet.name, i, _cell(phone), days)
 
 
-def _probe_sheet(name: str, wb: CalamineWorkbook, sheet: str,
-                 options: ReadOptions) -> tuple[_Layout | None, str, Scan]:
+def _probe_sheet(
+    name: str, wb: CalamineWorkbook, sheet: str, options: ReadOptions
+) -> tuple[_Layout | None, str, Scan]:
     """(layout or None, why not, the scanned rows) of one sheet."""
     label = f'{name}, sheet "{sheet}"'
-    offset, rows = _sheet_rows(name, wb, sheet)
+    offset, rows, parsed = _sheet_rows(name, wb, sheet)
     scan: Scan = []
     for i, cells in enumerate(rows, 1):
         scan.append((i, cells))
@@ -810,6 +1015,7 @@ def _probe_sheet(name: str, wb: CalamineWorkbook, sheet: str,
             raise
         return None, exc.why, scan
     skip = layout.header_row or 0
+    layout.parsed = parsed
     for i, cells in scan:
         if i > skip and not _blank(cells):
             return layout, "", scan
@@ -829,8 +1035,10 @@ def _open_workbook(name: str, p: Path, magic: bytes, options: ReadOptions) -> So
         real = [m.name for m in wb.sheets_metadata]
         for wanted in options.sheets:
             if wanted not in real:
-                raise InputError(f'{name}: no sheet named "{wanted}"; its sheets are '
-                                 f"{_quoted(real)}. Name one with --sheet NAME")
+                raise InputError(
+                    f'{name}: no sheet named "{wanted}"; its sheets are '
+                    f"{_quoted(real)}. Name one with --sheet NAME"
+                )
         for meta in wb.sheets_metadata:
             why = _skip_why(meta, options)
             if not why:
@@ -839,17 +1047,27 @@ def _open_workbook(name: str, p: Path, magic: bytes, options: ReadOptions) -> So
                     layouts.append(layout)
                     continue
                 if options.sheets:
-                    raise InputError(f'{name}, sheet "{meta.name}" is {why}: name another '
-                                     "with --sheet NAME" if why == "empty"
-                                     else f'{name}, sheet "{meta.name}" has {why}')
+                    raise InputError(
+                        f'{name}, sheet "{meta.name}" is {why}: name another with --sheet NAME'
+                        if why == "empty"
+                        else f'{name}, sheet "{meta.name}" has {why}'
+                    )
                 seen.append(f'"{meta.name}" (headers {_quoted(_seen_headers(scan))})')
             skipped.append((meta.name, why))
     finally:
         wb.close()
     if not layouts:
         _refuse_workbook(name, skipped, seen)
-    info = SourceInfo(name, sha256_file(p), p.stat().st_size, fmt, None, None,
-                      [lay.info for lay in layouts], skipped)
+    info = SourceInfo(
+        name,
+        sha256_file(p),
+        p.stat().st_size,
+        fmt,
+        None,
+        None,
+        [lay.info for lay in layouts],
+        skipped,
+    )
     return _WorkbookSource(info, p, layouts)
 
 
@@ -867,9 +1085,13 @@ def _skip_why(meta: Any, options: ReadOptions) -> str:
 def _refuse_workbook(name: str, skipped: list[tuple[str, str]], seen: list[str]) -> None:
     for sheet, why in skipped:
         if why.startswith("no data rows"):
-            raise InputError(f'{name}, sheet "{sheet}" has {why}: export it again with its '
-                             "rows, or remove it from the run")
-    raise InputError(f"{name}: no sheet has a phone column; sheets seen: "
-                     f"{', '.join(seen) or 'none visible'}. Name the column with "
-                     "--phone-column NAME or a position (--phone-column 2), and the sheet "
-                     "with --sheet NAME.")
+            raise InputError(
+                f'{name}, sheet "{sheet}" has {why}: export it again with its '
+                "rows, or remove it from the run"
+            )
+    raise InputError(
+        f"{name}: no sheet has a phone column; sheets seen: "
+        f"{', '.join(seen) or 'none visible'}. Name the column with "
+        "--phone-column NAME or a position (--phone-column 2), and the sheet "
+        "with --sheet NAME."
+    )

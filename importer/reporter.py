@@ -23,6 +23,7 @@ delimited, CRLF line ends. errors.csv starts with the columns ``phone`` and ``da
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import re
@@ -36,11 +37,14 @@ from enum import Enum
 from itertools import compress, islice
 from operator import attrgetter, itemgetter
 from pathlib import Path
-from typing import IO, Protocol
+from typing import IO, TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from importer.errors import ReportError
 from importer.model import ATTENTION_STATUSES, OUTCOME_COLUMNS, Outcome
-from importer.xlsx_writer import write_xlsx
+from importer.xlsx_writer import write_xlsx, write_xlsx_xml
+
+if TYPE_CHECKING:
+    from importer.columns import SheetLines
 
 OUTCOMES_CSV = "outcomes.csv"
 ERRORS_CSV = "errors.csv"
@@ -124,6 +128,13 @@ class _Tally:
         self.lines = 0
         self._pairs: Counter[tuple[str, str]] = Counter()
 
+    @classmethod
+    def of(cls, lines: int, pairs: Counter[tuple[str, str]]) -> _Tally:
+        """A tally of ``lines`` written, by (status, reason) as written."""
+        tally = cls()
+        tally.lines, tally._pairs = lines, pairs
+        return tally
+
     def count(self, page: list[tuple[object, ...]]) -> None:
         """Count a page of written rows (in OUTCOME_COLUMNS order) by status and reason."""
         self.lines += len(page)
@@ -163,12 +174,20 @@ def write_reports(
     expected = _expected_counts(summary, run_dir)
     written = {"outcomes_csv": run_dir / OUTCOMES_CSV, "errors_csv": run_dir / ERRORS_CSV}
     with _writing(run_dir):
-        tally = _write_csvs(written["outcomes_csv"], written["errors_csv"], _safe_rows(outcomes))
+        if isinstance(outcomes, ColumnLines):
+            tally = _write_table_csvs(written["outcomes_csv"], written["errors_csv"], outcomes)
+        else:
+            tally = _write_csvs(
+                written["outcomes_csv"], written["errors_csv"], _safe_rows(outcomes)
+            )
     _reconcile(tally, expected, run_dir, OUTCOMES_CSV)
     if xlsx:
         written["outcomes_xlsx"] = run_dir / OUTCOMES_XLSX
         with _writing(run_dir):
-            xlsx_tally = _write_xlsx(written["outcomes_xlsx"], _safe_rows(outcomes), summary)
+            if isinstance(outcomes, ColumnLines):
+                xlsx_tally = _write_table_xlsx(written["outcomes_xlsx"], outcomes, summary)
+            else:
+                xlsx_tally = _write_xlsx(written["outcomes_xlsx"], _safe_rows(outcomes), summary)
         _reconcile(xlsx_tally, expected, run_dir, OUTCOMES_XLSX)
     written["summary_json"] = run_dir / SUMMARY_JSON
     summary["reports"] = {
@@ -231,8 +250,16 @@ class RowSource(Protocol):
     ) -> Iterator[tuple[object, ...]]: ...
 
 
-Lines = RowSource | Callable[[], Iterable[Outcome]]
-"""A run's lines: a journal, or a function that gives its Outcomes anew on each call."""
+@runtime_checkable
+class ColumnLines(Protocol):
+    """A run's lines held as columns: the bulk path's ``importer.columns.RunLines``."""
+
+    def pages(self, size: int) -> Iterator[tuple[SheetLines, Any]]: ...
+
+
+Lines = RowSource | Callable[[], Iterable[Outcome]] | ColumnLines
+"""A run's lines: a journal, a function that gives its Outcomes anew on each call, or the
+lines as the bulk path holds them (written by ``importer.columnar_reports``, the same bytes)."""
 
 _PAGE = 5000
 """Lines handed to the csv module (and counted) at a time."""
@@ -245,7 +272,9 @@ _ERROR_CELLS = itemgetter(*(OUTCOME_COLUMNS.index(name) for name in _ERROR_SOURC
 _ATTENTION = frozenset(status.value for status in ATTENTION_STATUSES)
 
 
-def _safe_rows(lines: Lines) -> Iterator[tuple[object, ...]]:
+def _safe_rows(
+    lines: RowSource | Callable[[], Iterable[Outcome]],
+) -> Iterator[tuple[object, ...]]:
     """One pass over the lines as tuples in OUTCOME_COLUMNS order, every text cell safe_cell'd.
 
     From a journal SQLite hands safe_cell only the cells that start with a risky character.
@@ -302,6 +331,41 @@ def _write_csvs(
             err_rows.writerows(map(_ERROR_CELLS, compress(page, attention)))
             tally.count(page)
     return tally
+
+
+def _write_table_csvs(outcomes_path: Path, errors_path: Path, lines: ColumnLines) -> _Tally:
+    from importer.columnar_reports import write_csvs  # pyarrow, only where it is used
+
+    header = io.StringIO()
+    csv.writer(header).writerow(OUTCOME_COLUMNS)
+    errors_header = io.StringIO()
+    csv.writer(errors_header).writerow(ERROR_COLUMNS)
+    with (
+        open(_private_fd(outcomes_path), "wb") as all_file,
+        open(_private_fd(errors_path), "wb") as err_file,
+    ):
+        all_file.write(("\ufeff" + header.getvalue()).encode())
+        err_file.write(("\ufeff" + errors_header.getvalue()).encode())
+        written = write_csvs(lines, all_file, err_file)  # type: ignore[arg-type]
+    return _Tally.of(written.lines, written.pairs)
+
+
+def _write_table_xlsx(path: Path, lines: ColumnLines, summary: Mapping[str, object]) -> _Tally:
+    from importer.columnar_reports import Written, xlsx_rows
+
+    written = Written()
+    count = _int(_mapping(summary.get("counts")).get("lines"))
+    with open(_private_fd(path), "wb") as raw:
+        rows = xlsx_rows(lines, written)  # type: ignore[arg-type]
+        write_xlsx_xml(raw, rows, _safe_summary(summary), lines=count)
+    return _Tally.of(written.lines, written.pairs)
+
+
+def _safe_summary(summary: Mapping[str, object]) -> Iterator[tuple[object, ...]]:
+    return (
+        tuple(safe_cell(value) if isinstance(value, str) else value for value in row)
+        for row in _summary_rows(summary)
+    )
 
 
 def _write_xlsx(

@@ -55,7 +55,7 @@ import re
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, partial
 from typing import Any, NamedTuple
 
 import phonenumbers
@@ -66,7 +66,15 @@ from importer.errors import UsageError
 from importer.fastpath import LONGEST_INPUT, FastPath
 from importer.model import CellValue, Outcome, RawRow, Reason, Status
 
-__all__ = ["check_options", "format_cell", "validate"]
+__all__ = [
+    "ColumnTerms",
+    "check_options",
+    "column_terms",
+    "digits_message",
+    "format_cell",
+    "judge_days",
+    "validate",
+]
 
 _TRUSTED_FLOAT_LIMIT = 1e15
 """A float this large has 16+ digits; Excel keeps 15 significant digits, so some are lost."""
@@ -93,6 +101,17 @@ _WHOLE_FLOAT_TEXT = re.compile(r"(\+?[0-9]+)[.,]0+")
 """A float written as text with a zero fraction (``3191234567.0``): its integer part counts."""
 _DAYS_CACHE_SIZE = 4096
 """Distinct days cells remembered per run: exports repeat a handful (30, 90, 365...)."""
+_PHONE_CACHE_SIZE = 4096
+_PHONE_CACHE_LONGEST = 40
+"""Verdicts remembered per run for phone cells that are not a clean valid number: exports repeat
+a few (``N/A``, ``no tiene``, blanks), and the full parse is the validator's dearest step."""
+
+MISSING_PHONE_MESSAGE = "the phone cell is empty; fill it in or delete the row"
+_DIGITS_MESSAGES = {
+    Reason.TOO_SHORT: "{quoted} is too short for a {where} number",
+    Reason.TOO_LONG: "{quoted} is too long for a {where} number",
+    Reason.INVALID_NUMBER: "{quoted} is not a valid {where} number; check its digits in the source",
+}
 
 _TYPE_NAMES: dict[int, str] = {
     PhoneNumberType.FIXED_LINE: "fixed-line",
@@ -165,6 +184,60 @@ def format_cell(value: CellValue) -> str:
         return f"<an integer of more than {sys.get_int_max_str_digits()} digits>"
 
 
+def digits_message(reason: str, quoted: str, where: str) -> str:
+    """The message of a number phonenumbers finds too short, too long or not valid.
+
+    >>> digits_message(Reason.TOO_SHORT, "'30567'", "CO")
+    "'30567' is too short for a CO number"
+    """
+    return _DIGITS_MESSAGES[reason].format(quoted=quoted, where=where)
+
+
+def judge_days(
+    value: CellValue, options: ValidateOptions
+) -> tuple[str, int | None, str | None, str]:
+    """``(raw_days, days_block, reason, message)`` of a days cell: ``reason`` None when usable.
+
+    >>> judge_days("30", ValidateOptions())
+    ('30', 30, None, '')
+    """
+    raw = format_cell(value)
+    days = _judge_days(value, raw, options)
+    return raw, days.value, days.reason, days.message
+
+
+@dataclass(frozen=True, slots=True)
+class ColumnTerms:
+    """What ``importer.columnar_validator`` needs to write, for whole columns, the verdicts that
+    ``validate`` writes for clean valid numbers and for plain digits that are not valid."""
+
+    fast: FastPath
+    head: str
+    """A valid number's ``telephone`` is ``head`` + its national significant number."""
+    sent_as: dict[int, str]
+    """By PhoneNumberType: the message of a valid number is ``sent_as[type]`` + its telephone."""
+    where: str
+    """The country named in the messages of this region's numbers (``CO``)."""
+
+
+def column_terms(options: ValidateOptions) -> ColumnTerms | None:
+    """The terms of ``options`` for the column validator; None where the region has no fast path.
+
+    Raises ``UsageError`` for bad options, as ``validate`` does.
+    """
+    check_options(options)
+    region = _region(options.region.upper())
+    if region.fast is None:
+        return None
+    code = region.country_code
+    return ColumnTerms(
+        fast=region.fast,
+        head=_telephone("", code, options, False),
+        sent_as={kind: _described(code, kind, False) + "; sent as " for kind in _TYPE_NAMES},
+        where=_country_name(code),
+    )
+
+
 _FastPath = FastPath
 """The fast path under its old name, where its tests reach it."""
 
@@ -207,11 +280,18 @@ def validate(rows: Iterable[RawRow], options: ValidateOptions) -> Iterator[Outco
     return _validate(rows, options)
 
 
-def _validate(rows: Iterable[RawRow], options: ValidateOptions, fast: bool = True) -> Iterator[Outcome]:
+def _validate(
+    rows: Iterable[RawRow], options: ValidateOptions, fast: bool = True
+) -> Iterator[Outcome]:
     """``validate`` without the option check; ``fast=False`` sends every number to the full
     parse (and skips every shortcut), as a reference for the fast path's tests."""
     region = _region(options.region.upper(), fast)
     quick = _quick(region, options)
+    judged = (
+        _remembered(region, options)
+        if fast
+        else partial(_judge_phone_cell, region=region, options=options)
+    )
     days_seen: dict[tuple[type, CellValue], tuple[str, _Days]] = {}
     for row in rows:
         key = (row.days.__class__, row.days)
@@ -244,8 +324,29 @@ def _validate(rows: Iterable[RawRow], options: ValidateOptions, fast: bool = Tru
                 message,
             )
             continue
-        for part, phone in enumerate(_judge_phone_cell(row.phone, region, options), start=1):
+        for part, phone in enumerate(judged(row.phone), start=1):
             yield _outcome(row, part, phone, raw_days, days)
+
+
+def _remembered(region: _Region, options: ValidateOptions) -> Callable[[CellValue], list[_Phone]]:
+    """``_judge_phone_cell`` remembering the verdicts on short text cells (see _PHONE_CACHE_SIZE).
+
+    Its verdicts depend on the cell alone (the region and options are fixed for a run), and they
+    are immutable: a remembered one is the one the call would make.
+    """
+    seen: dict[str, list[_Phone]] = {}
+
+    def judged(value: CellValue) -> list[_Phone]:
+        if type(value) is not str or len(value) > _PHONE_CACHE_LONGEST:
+            return _judge_phone_cell(value, region, options)
+        found = seen.get(value)
+        if found is None:
+            found = _judge_phone_cell(value, region, options)
+            if len(seen) < _PHONE_CACHE_SIZE:
+                seen[value] = found
+        return found
+
+    return judged
 
 
 def _quick(
@@ -374,9 +475,7 @@ def _judge_phone_cell(value: CellValue, region: _Region, options: ValidateOption
     """The verdicts on the numbers of one cell (at least one)."""
     raw = format_cell(value)
     if value is None or not raw.strip():
-        return [
-            _bad(raw, Reason.MISSING_PHONE, "the phone cell is empty; fill it in or delete the row")
-        ]
+        return [_bad(raw, Reason.MISSING_PHONE, MISSING_PHONE_MESSAGE)]
     if isinstance(value, bool):
         return [
             _bad(
@@ -508,15 +607,14 @@ def _judge_digits(
     where = _country_name(country_code)
     possible = phonenumbers.is_possible_number_with_reason(number)
     if possible == ValidationResult.TOO_SHORT:
-        return _bad(raw, Reason.TOO_SHORT, f"{_quote(raw)} is too short for a {where} number")
+        return _bad(raw, Reason.TOO_SHORT, digits_message(Reason.TOO_SHORT, _quote(raw), where))
     if possible == ValidationResult.TOO_LONG:
-        return _bad(raw, Reason.TOO_LONG, f"{_quote(raw)} is too long for a {where} number")
+        return _bad(raw, Reason.TOO_LONG, digits_message(Reason.TOO_LONG, _quote(raw), where))
     if possible != ValidationResult.IS_POSSIBLE or not phonenumbers.is_valid_number(number):
         return _bad(
             raw,
             Reason.INVALID_NUMBER,
-            f"{_quote(raw)} is not a valid {where} number; check its digits in the source"
-            + _idd_hint(text, region),
+            digits_message(Reason.INVALID_NUMBER, _quote(raw), where) + _idd_hint(text, region),
         )
     foreign = country_code != region.country_code
     if foreign and not options.allow_foreign:

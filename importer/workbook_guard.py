@@ -11,7 +11,9 @@ What is refused, and why each limit (docs/RELIABILITY.md has the measurements):
   spans more than 2^25 cells (``_MAX_CELLS``, A1:AF1048576): calamine allocates the whole
   rectangle, 32 bytes a cell; the sheet XML is scanned once, streamed;
 - an OLE2 file (xls, password-protected xlsx) whose sector chains loop, leave the file or are
-  cut short, or whose streams claim more bytes than the file has ([MS-CFB]).
+  cut short, or whose streams claim more bytes than the file has ([MS-CFB]);
+- an ods whose content.xml does not end by closing its root element: calamine loops for ever on
+  a cut one.
 
 Every refusal is an ``InputError`` naming the file and the fix; zipfile, zlib and struct errors
 are translated here.
@@ -42,14 +44,25 @@ _EXCEL_ROWS = 1_048_576
 _MAX_CELLS = 1 << 25
 """The most cells a sheet's used range may span (A1:AF1048576): calamine allocates the whole
 rectangle, 32 bytes a cell, so two far cells in a tiny file would ask for 512 GiB."""
-_ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, KeyError, EOFError,
-               zlib.error, NotImplementedError, RuntimeError, ValueError)
+_ZIP_ERRORS = (
+    zipfile.BadZipFile,
+    zipfile.LargeZipFile,
+    OSError,
+    KeyError,
+    EOFError,
+    zlib.error,
+    NotImplementedError,
+    RuntimeError,
+    ValueError,
+)
 _REF = rb""" r\s*=\s*["']"""
 """An attribute named r, as quick-xml reads one (the chunks have tabs and newlines made spaces,
 so the literal " r" prefix keeps the search fast)."""
 _SPACES = bytes.maketrans(b"\t\n\r", b"   ")
-_FAR_REF = re.compile(_REF + rb"(?=[A-Za-z]*0*[1-9]\d{6}|[A-Za-z]{3}|[B-Zb-z][A-Za-z]\d"
-                      rb"|[Aa][G-Zg-z]\d)([A-Za-z]*)(\d*)")
+_FAR_REF = re.compile(
+    _REF + rb"(?=[A-Za-z]*0*[1-9]\d{6}|[A-Za-z]{3}|[B-Zb-z][A-Za-z]\d"
+    rb"|[Aa][G-Zg-z]\d)([A-Za-z]*)(\d*)"
+)
 """A reference in row 1,000,000 or more, or beyond column AF: rare, so cheap to look at."""
 _ANY_ROW = re.compile(_REF + rb"[A-Za-z]*(\d+)")
 _OVERLAP = 4096
@@ -67,14 +80,21 @@ def workbook_format(name: str, p: Path, magic: bytes) -> str:
             _check_sizes(name, infos)
             names = {i.filename for i in infos}
             mimetype = z.read("mimetype") if "mimetype" in names else b""
-            fmt = ("ods" if b"opendocument.spreadsheet" in mimetype
-                   else "xlsb" if "xl/workbook.bin" in names
-                   else ("xlsm" if "xl/vbaProject.bin" in names else "xlsx")
-                   if "xl/workbook.xml" in names else "")
+            fmt = (
+                "ods"
+                if b"opendocument.spreadsheet" in mimetype
+                else "xlsb"
+                if "xl/workbook.bin" in names
+                else ("xlsm" if "xl/vbaProject.bin" in names else "xlsx")
+                if "xl/workbook.xml" in names
+                else ""
+            )
             if fmt in ("xlsx", "xlsm"):
                 for info in infos:
                     if info.filename.lower().endswith(".xml"):
                         _check_extent(name, z, info)
+            if fmt == "ods" and "content.xml" in names:
+                _check_complete(name, z, z.getinfo("content.xml"))
     except _ZIP_ERRORS as exc:
         raise not_a_workbook(name, p, "a damaged zip archive") from exc
     if not fmt:
@@ -89,12 +109,16 @@ def _check_sizes(name: str, infos: list[zipfile.ZipInfo]) -> None:
         total += info.file_size
         ratio = info.file_size // max(info.compress_size, 1)
         if info.file_size > _CHUNK and ratio > _MAX_RATIO:
-            raise InputError(f"{name}: its part {info.filename} expands {ratio:,} times when "
-                             f"unzipped (real workbooks: under {_MAX_RATIO}): it looks like a "
-                             "zip bomb and is not read; export the list again as .csv or .xlsx")
+            raise InputError(
+                f"{name}: its part {info.filename} expands {ratio:,} times when "
+                f"unzipped (real workbooks: under {_MAX_RATIO}): it looks like a "
+                "zip bomb and is not read; export the list again as .csv or .xlsx"
+            )
     if total > _MAX_UNZIPPED:
-        raise InputError(f"{name} expands to {total / (1 << 30):.1f} GiB when unzipped, over "
-                         "the 1 GiB limit: split it into smaller workbooks, or save it as .csv")
+        raise InputError(
+            f"{name} expands to {total / (1 << 30):.1f} GiB when unzipped, over "
+            "the 1 GiB limit: split it into smaller workbooks, or save it as .csv"
+        )
 
 
 def _member_chunks(z: zipfile.ZipFile, info: zipfile.ZipInfo) -> Iterator[bytes]:
@@ -122,21 +146,46 @@ def _check_extent(name: str, z: zipfile.ZipFile, info: zipfile.ZipInfo) -> None:
         for m in _FAR_REF.finditer(data):
             column, row = m.groups()
             if row and int(row) > _EXCEL_ROWS:
-                raise InputError(f"{name}: {info.filename} has a cell in row {int(row):,}, "
-                                 f"beyond Excel's last row ({_EXCEL_ROWS:,}): the file is "
-                                 "damaged; open it in Excel and save it again as .xlsx")
+                raise InputError(
+                    f"{name}: {info.filename} has a cell in row {int(row):,}, "
+                    f"beyond Excel's last row ({_EXCEL_ROWS:,}): the file is "
+                    "damaged; open it in Excel and save it again as .xlsx"
+                )
             end = data.find(b">", m.end())
             number = _column_number(column)
-            if number > 32 and (end < 0 or data[end - 1:end] != b"/"):  # <c r="XFD1" s="3"/>
+            if number > 32 and (end < 0 or data[end - 1 : end] != b"/"):  # <c r="XFD1" s="3"/>
                 far = max(far, number)
     if not far:
         return  # columns A to AF, rows up to 1,048,576: within _MAX_CELLS
-    rows = max((int(r) for data in _member_chunks(z, info) for r in _ANY_ROW.findall(data)),
-               default=1)
+    rows = max(
+        (int(r) for data in _member_chunks(z, info) for r in _ANY_ROW.findall(data)), default=1
+    )
     if far * rows > _MAX_CELLS:
-        raise InputError(f"{name}: {info.filename} spans {far:,} columns by {rows:,} rows, over "
-                         f"{_MAX_CELLS:,} cells: delete the far-off cells (Ctrl+End shows the "
-                         "last one) and save it again, or save the list as .csv")
+        raise InputError(
+            f"{name}: {info.filename} spans {far:,} columns by {rows:,} rows, over "
+            f"{_MAX_CELLS:,} cells: delete the far-off cells (Ctrl+End shows the "
+            "last one) and save it again, or save the list as .csv"
+        )
+
+
+_ROOT = re.compile(rb"<([A-Za-z_][\w.:-]*)")
+
+
+def _check_complete(name: str, z: zipfile.ZipFile, info: zipfile.ZipInfo) -> None:
+    """Refuse an ODS whose content is cut short (calamine loops for ever on it): its XML must end
+    by closing the element it starts with (``</office:document-content>``)."""
+    root = b""
+    tail = b""
+    for data in _member_chunks(z, info):
+        if not root:
+            start = _ROOT.search(data, data.find(b"?>") + 1 if data.startswith(b"<?") else 0)
+            root = start.group(1) if start else b""
+        tail = data[-_OVERLAP:]
+    if not root or not tail.rstrip(b" ").endswith(b"</" + root + b">"):
+        raise InputError(
+            f"{name}: its content ({info.filename}) is cut short: the file is damaged or was "
+            "not saved completely; open it in LibreOffice and save it again as .ods"
+        )
 
 
 _END_OF_CHAIN = 0xFFFFFFFE
@@ -212,19 +261,26 @@ class _CfbCheck:
 
     def names(self) -> set[str]:
         header, names = self.header, set()
-        directory = b"".join(self.read(n) for n in self.chain(
-            struct.unpack_from("<I", header, 48)[0], self.fat, "its directory"))
-        entries = [directory[at:at + 128] for at in range(0, len(directory), 128)]
+        directory = b"".join(
+            self.read(n)
+            for n in self.chain(struct.unpack_from("<I", header, 48)[0], self.fat, "its directory")
+        )
+        entries = [directory[at : at + 128] for at in range(0, len(directory), 128)]
         minifat_start = struct.unpack_from("<I", header, 60)[0]
-        minifat = [] if minifat_start >= _END_OF_CHAIN else self.words(b"".join(
-            self.read(n) for n in self.chain(minifat_start, self.fat, "its mini FAT")))
+        minifat = (
+            []
+            if minifat_start >= _END_OF_CHAIN
+            else self.words(
+                b"".join(self.read(n) for n in self.chain(minifat_start, self.fat, "its mini FAT"))
+            )
+        )
         root_size = 0
         for i, entry in enumerate(entries):
             length, kind = struct.unpack_from("<HB", entry, 64)
             start, size = struct.unpack_from("<II", entry, 116)  # v3: the high word is ignored
             if kind not in (1, 2, 5) or not 2 <= length <= 64:
                 continue
-            label = entry[:length - 2].decode("utf-16-le")
+            label = entry[: length - 2].decode("utf-16-le")
             names.add(label)
             if kind == 1:
                 continue
@@ -251,14 +307,19 @@ def _is_encrypted_ooxml(name: str, p: Path) -> bool:
 
 def password_protected(name: str) -> InputError:
     """The refusal of a password-protected workbook."""
-    return InputError(f"{name} is protected by a password: open it, remove the password "
-                      "and save it again")
+    return InputError(
+        f"{name} is protected by a password: open it, remove the password and save it again"
+    )
 
 
 def not_a_workbook(name: str, p: Path, what: str) -> InputError:
     """The refusal of a damaged workbook, ``what`` saying how; the fix names LibreOffice for .ods."""
     if p.suffix.lower() == ".ods":
-        return InputError(f"{name} is not a valid OpenDocument spreadsheet ({what}): open it "
-                          "in LibreOffice and save it again as .ods")
-    return InputError(f"{name} is not a valid Excel workbook ({what}): open it in Excel and "
-                      "save it again as .xlsx")
+        return InputError(
+            f"{name} is not a valid OpenDocument spreadsheet ({what}): open it "
+            "in LibreOffice and save it again as .ods"
+        )
+    return InputError(
+        f"{name} is not a valid Excel workbook ({what}): open it in Excel and "
+        "save it again as .xlsx"
+    )

@@ -20,7 +20,7 @@ from zipfile import ZIP_DEFLATED, ZipFile
 
 from importer.model import OUTCOME_COLUMNS
 
-_NUMERIC_XLSX_COLUMNS = frozenset({"row", "part", "days_block", "batch"})
+NUMERIC_XLSX_COLUMNS = frozenset({"row", "part", "days_block", "batch"})
 
 _MAIN = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
 _REL = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
@@ -63,10 +63,10 @@ _XLSX_PARTS = {
 _EXCEL_ROWS = 1_048_576
 _SHEET_START = (_HEAD + f'<worksheet xmlns="{_MAIN}"><sheetData>').encode()
 _SHEET_END = b"</sheetData></worksheet>"
-_TEXT_CELL = '<c t="inlineStr"><is><t xml:space="preserve">{}</t></is></c>'
-_NUMBER_CELL = "<c><v>{}</v></c>"
-_NO_NUMBER = _NUMBER_CELL.format(None)
-_NO_TEXT = _TEXT_CELL.format("")
+TEXT_CELL = '<c t="inlineStr"><is><t xml:space="preserve">{}</t></is></c>'
+NUMBER_CELL = "<c><v>{}</v></c>"
+_NO_NUMBER = NUMBER_CELL.format(None)
+_NO_TEXT = TEXT_CELL.format("")
 _XML_SPECIAL = re.compile(r"[&<>\r\x00-\x08\x0b\x0c\x0e-\x1f]")
 """What a text cell cannot hold as it is: markup, a CR (XML reads it as LF), control chars."""
 _ILLEGAL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
@@ -78,12 +78,12 @@ _XML_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", "\r": "&#1
 _OUTCOME_ROW_XML = (
     "<row>"
     + "".join(
-        (_NUMBER_CELL if name in _NUMERIC_XLSX_COLUMNS else _TEXT_CELL).replace("{}", f"{{{i}}}")
+        (NUMBER_CELL if name in NUMERIC_XLSX_COLUMNS else TEXT_CELL).replace("{}", f"{{{i}}}")
         for i, name in enumerate(OUTCOME_COLUMNS)
     )
     + "</row>"
 )
-_TEXT_AT = [i for i, name in enumerate(OUTCOME_COLUMNS) if name not in _NUMERIC_XLSX_COLUMNS]
+_TEXT_AT = [i for i, name in enumerate(OUTCOME_COLUMNS) if name not in NUMERIC_XLSX_COLUMNS]
 _TEXTS = itemgetter(*_TEXT_AT)
 
 
@@ -99,6 +99,19 @@ def write_xlsx(
 
     ``lines`` is how many outcome rows the pages hold (it decides Zip64).
     """
+    rendered = ("".join(map(_xml_outcome_row, page)).encode() for page in pages)
+    write_xlsx_xml(raw, rendered, summary_rows, lines=lines)
+
+
+def write_xlsx_xml(
+    raw: IO[bytes],
+    outcome_rows: Iterable[bytes | memoryview],
+    summary_rows: Iterable[tuple[object, ...]],
+    *,
+    lines: int,
+) -> None:
+    """``write_xlsx`` of outcome rows already written as XML: UTF-8 ``<row>`` elements exactly as
+    ``write_xlsx`` writes them (``importer.columnar_reports`` writes them for whole columns)."""
     with ZipFile(raw, "w", ZIP_DEFLATED, compresslevel=1) as book:
         for name, text in _XLSX_PARTS.items():
             book.writestr(name, text)
@@ -107,8 +120,8 @@ def write_xlsx(
         big = lines >= _EXCEL_ROWS
         with book.open("xl/worksheets/sheet1.xml", "w", force_zip64=big) as sheet:
             sheet.write(_SHEET_START + _xml_row(OUTCOME_COLUMNS).encode())
-            for page in pages:
-                sheet.write("".join(map(_xml_outcome_row, page)).encode())
+            for part in outcome_rows:
+                sheet.write(part)
             sheet.write(_SHEET_END)
         book.writestr(
             "xl/worksheets/sheet2.xml",
@@ -141,7 +154,7 @@ def _xml_row(values: Iterable[object]) -> str:
         if value is None or value == "":
             cells.append("<c/>")
         elif isinstance(value, int) and not isinstance(value, bool):
-            cells.append(_NUMBER_CELL.format(value))
+            cells.append(NUMBER_CELL.format(value))
         else:
-            cells.append(_TEXT_CELL.format(_xml_text(str(value))))
+            cells.append(TEXT_CELL.format(_xml_text(str(value))))
     return "<row>" + "".join(cells) + "</row>"

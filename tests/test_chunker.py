@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 import httpx
 import pytest
 
-from importer.chunker import Chunker, batches, verdict
+from importer.chunker import Batch, Chunker, batches, request_body, verdict
 from importer.client import WolkvoxClient, build_url, make_http_client
 from importer.config import SendOptions, Token
 from importer.errors import AuthRefused, BatchFailed, QuotaExhausted, UsageError
@@ -54,11 +54,21 @@ class FakeWolkvox:
             return httpx.Response(400, json={"code": 400, "msg": "SOME PARAMETERS ARE REQUIRED"})
         refused = sum(phone in self.rejected for phone in phones)
         added = len(phones) - refused
-        return httpx.Response(200, json={
-            "code": 201, "error": None, "msg": f"{added} telephones were added",
-            "data": [{"total_added": str(added), "total_rejected": str(refused),
-                      "total_sent": str(len(phones))}],
-        })
+        return httpx.Response(
+            200,
+            json={
+                "code": 201,
+                "error": None,
+                "msg": f"{added} telephones were added",
+                "data": [
+                    {
+                        "total_added": str(added),
+                        "total_rejected": str(refused),
+                        "total_sent": str(len(phones)),
+                    }
+                ],
+            },
+        )
 
 
 def opts(**changes: object) -> SendOptions:
@@ -87,9 +97,7 @@ def by_line(results: list[BatchResult]) -> dict[int, BatchResult]:
 
 
 def test_batches_cut_in_order_and_stream() -> None:
-    assert [[i.line_id for i in b] for b in batches(numbers(7), 3)] == [
-        [0, 1, 2], [3, 4, 5], [6]
-    ]
+    assert [[i.line_id for i in b] for b in batches(numbers(7), 3)] == [[0, 1, 2], [3, 4, 5], [6]]
     endless = (SendItem(i, "3001234567", 1) for i in itertools.count())
     first_two = list(itertools.islice(batches(endless, 1000), 2))
     assert [len(b) for b in first_two] == [1000, 1000]
@@ -109,33 +117,82 @@ def test_batches_refuse_sizes_outside_the_api_limit(size: int) -> None:
 @pytest.mark.parametrize(
     ("totals", "status", "reason", "message"),
     [
-        (ServerTotals(added=1000, rejected=0, sent=1000), Status.ADDED, Reason.ADDED,
-         "the server added all 1000 numbers of batch 7"),
-        (ServerTotals(added=1000), Status.ADDED, Reason.ADDED,
-         "the server added all 1000 numbers of batch 7"),
-        (ServerTotals(added=998, rejected=2, sent=1000), Status.UNCERTAIN, Reason.PARTIAL_BATCH,
-         ("the server added 998 of 1000 numbers of batch 7 and did not say which; check them "
-         "with get_dnc")),
-        (ServerTotals(added=0, rejected=1000, sent=1000, msg="0 telephones were added"),
-         Status.REJECTED, Reason.REJECTED_BY_SERVER,
-         ("the server added none of the 1000 numbers of batch 7 (server said: '0 telephones were "
-         "added'); they may already be on the list or match one of its rules: check them with "
-         "get_dnc")),
-        (ServerTotals(rejected=1000), Status.REJECTED, Reason.REJECTED_BY_SERVER,
-         ("the server added none of the 1000 numbers of batch 7; they may already be on the list "
-         "or match one of its rules: check them with get_dnc")),
-        (ServerTotals(http_status=200, msg="ok"), Status.UNCERTAIN, Reason.NO_COUNTS,
-         ("the server accepted batch 7 (1000 numbers) but gave no usable count of those added "
-         "(server said: 'ok'); check them with get_dnc")),
-        (ServerTotals(rejected=0), Status.UNCERTAIN, Reason.NO_COUNTS,
-         ("the server accepted batch 7 (1000 numbers) but gave no usable count of those added; "
-         "check them with get_dnc")),
-        (ServerTotals(added=1000, rejected=0, sent=999), Status.UNCERTAIN, Reason.PARTIAL_BATCH,
-         ("the server's counts for batch 7 do not add up: 1000 numbers sent, it counted 999, "
-         "added 1000, rejected 0; check them with get_dnc")),
-        (ServerTotals(added=1200), Status.UNCERTAIN, Reason.PARTIAL_BATCH,
-         ("the server's counts for batch 7 do not add up: 1000 numbers sent, it counted ?, added "
-         "1200, rejected ?; check them with get_dnc")),
+        (
+            ServerTotals(added=1000, rejected=0, sent=1000),
+            Status.ADDED,
+            Reason.ADDED,
+            "the server added all 1000 numbers of batch 7",
+        ),
+        (
+            ServerTotals(added=1000),
+            Status.ADDED,
+            Reason.ADDED,
+            "the server added all 1000 numbers of batch 7",
+        ),
+        (
+            ServerTotals(added=998, rejected=2, sent=1000),
+            Status.UNCERTAIN,
+            Reason.PARTIAL_BATCH,
+            (
+                "the server added 998 of 1000 numbers of batch 7 and did not say which; check them "
+                "with get_dnc"
+            ),
+        ),
+        (
+            ServerTotals(added=0, rejected=1000, sent=1000, msg="0 telephones were added"),
+            Status.REJECTED,
+            Reason.REJECTED_BY_SERVER,
+            (
+                "the server added none of the 1000 numbers of batch 7 (server said: '0 telephones were "
+                "added'); they may already be on the list or match one of its rules: check them with "
+                "get_dnc"
+            ),
+        ),
+        (
+            ServerTotals(rejected=1000),
+            Status.REJECTED,
+            Reason.REJECTED_BY_SERVER,
+            (
+                "the server added none of the 1000 numbers of batch 7; they may already be on the list "
+                "or match one of its rules: check them with get_dnc"
+            ),
+        ),
+        (
+            ServerTotals(http_status=200, msg="ok"),
+            Status.UNCERTAIN,
+            Reason.NO_COUNTS,
+            (
+                "the server accepted batch 7 (1000 numbers) but gave no usable count of those added "
+                "(server said: 'ok'); check them with get_dnc"
+            ),
+        ),
+        (
+            ServerTotals(rejected=0),
+            Status.UNCERTAIN,
+            Reason.NO_COUNTS,
+            (
+                "the server accepted batch 7 (1000 numbers) but gave no usable count of those added; "
+                "check them with get_dnc"
+            ),
+        ),
+        (
+            ServerTotals(added=1000, rejected=0, sent=999),
+            Status.UNCERTAIN,
+            Reason.PARTIAL_BATCH,
+            (
+                "the server's counts for batch 7 do not add up: 1000 numbers sent, it counted 999, "
+                "added 1000, rejected 0; check them with get_dnc"
+            ),
+        ),
+        (
+            ServerTotals(added=1200),
+            Status.UNCERTAIN,
+            Reason.PARTIAL_BATCH,
+            (
+                "the server's counts for batch 7 do not add up: 1000 numbers sent, it counted ?, added "
+                "1200, rejected ?; check them with get_dnc"
+            ),
+        ),
     ],
 )
 def test_verdict(totals: ServerTotals, status: Status, reason: str, message: str) -> None:
@@ -154,7 +211,9 @@ def test_sends_sequential_numbered_batches_one_at_a_time() -> None:
     options = opts(batch_size=1000)
     client = WolkvoxClient(httpx.Client(transport=httpx.MockTransport(server)), options)
     sender = Chunker(
-        client, options, first_batch=7,
+        client,
+        options,
+        first_batch=7,
         on_begin=lambda no, items: begun.append((no, len(items), len(server.batches))),
     )
     stream = sender.send(iter(numbers(2500)))
@@ -181,8 +240,7 @@ def test_counts_become_verdicts() -> None:
         (Status.REJECTED, Reason.REJECTED_BY_SERVER),
     ]
     assert results[1].message == (
-        "the server added 8 of 10 numbers of batch 2 and did not say which; check them with "
-        "get_dnc"
+        "the server added 8 of 10 numbers of batch 2 and did not say which; check them with get_dnc"
     )
 
 
@@ -239,7 +297,9 @@ def test_too_large_even_when_split_fails_the_run() -> None:
     stream = sender.send(numbers(1000))
     failed = next(stream)
     assert (failed.status, failed.reason, len(failed.items)) == (
-        Status.FAILED, Reason.BATCH_FAILED, 500
+        Status.FAILED,
+        Reason.BATCH_FAILED,
+        500,
     )
     assert failed.message == (
         "the server still refused batch 2 (500 numbers) as too large after 1 splits (the server "
@@ -259,7 +319,10 @@ def test_a_failed_batch_is_reported_then_the_run_stops() -> None:
     assert next(stream).status is Status.ADDED
     failed = next(stream)
     assert (failed.batch, failed.status, failed.reason, failed.attempts) == (
-        2, Status.FAILED, Reason.BATCH_FAILED, 2
+        2,
+        Status.FAILED,
+        Reason.BATCH_FAILED,
+        2,
     )
     assert failed.message == (
         f"10 numbers could not be sent to {URL} after 2 attempts (last: HTTP 503); the run "
@@ -352,3 +415,94 @@ def test_a_batch_sent_again_after_a_lost_answer_is_never_rejected(
             "batch 1 was sent again after its answer was lost, and the first try may have "
             f"added its numbers; then {inner}"
         )
+
+
+# --- from a queue, reading ahead (issue 5) ---------------------------------------------------
+
+
+class Queue:
+    """A RowQueue over numbers(...); records when each take happens; may fail on some takes."""
+
+    def __init__(self, items: list[SendItem], fail_on: frozenset[int] = frozenset()) -> None:
+        self.rows = [(i.line_id, i.telephone, i.days_block) for i in items]
+        self.takes: list[int] = []
+        self.fail_on = fail_on
+
+    def take(self, size: int) -> list[tuple[int, str, int]]:
+        self.takes.append(size)
+        if len(self.takes) in self.fail_on:
+            raise RuntimeError(f"take {len(self.takes)} broke")
+        taken, self.rows = self.rows[:size], self.rows[size:]
+        return taken
+
+
+def test_a_queue_sends_what_send_sends_and_reads_each_batch_while_waiting() -> None:
+    items = numbers(25)
+    server, other = FakeWolkvox(), FakeWolkvox()
+    sender, _ = chunker(server, batch_size=10)
+    begun: list[tuple[int, list[int]]] = []
+    options = opts(batch_size=10)
+    client = WolkvoxClient(httpx.Client(transport=httpx.MockTransport(other)), options)
+    queued = Chunker(
+        client, options, on_begin=lambda n, chunk: begun.append((n, [i.line_id for i in chunk]))
+    )
+    queue = Queue(items)
+    from_queue = list(queued.send_queue(queue))
+    assert [(r.batch, r.items, r.status) for r in from_queue] == [
+        (r.batch, r.items, r.status) for r in sender.send(items)
+    ]
+    assert other.batches == server.batches
+    assert begun == [(1, list(range(10))), (2, list(range(10, 20))), (3, list(range(20, 25)))]
+    # the first batch before any request, each next one during the previous request
+    assert queue.takes == [10, 10, 10, 10]
+    batch = from_queue[0].items
+    assert isinstance(batch, Batch) and batch.line_ids == list(range(10))
+    assert json.loads(batch.line_ranges_json) == [[0, 9]]
+    assert request_body(batch) == batch.body == request_body(list(batch))
+
+
+def test_a_batch_read_ahead_is_cut_when_the_size_was_lowered_meanwhile() -> None:
+    items = numbers(2500)
+    server = FakeWolkvox(limit=300)
+    sender, _ = chunker(server, batch_size=1000)
+    results = list(sender.send_queue(Queue(items)))
+    # batch 1 is split while batch 2 (1000) was read ahead: sent as 250s, the rest carried
+    assert [len(b) for b in server.batches] == [1000, 500, 250, 250, 500, 250, 250] + [250] * 6
+    assert sorted(by_line(results)) == list(range(2500))
+    sent = [phone for b in server.batches if len(b) <= 300 for phone in b]
+    assert sent == [i.telephone for i in items]  # every number once, in order
+
+
+def test_a_read_ahead_that_fails_is_taken_again_after_the_answer() -> None:
+    items = numbers(30)
+    server = FakeWolkvox()
+    sender, _ = chunker(server, batch_size=10)
+    queue = Queue(items, fail_on=frozenset({2}))  # the read-ahead during request 1
+    results = list(sender.send_queue(queue))
+    assert [len(r.items) for r in results] == [10, 10, 10]
+    assert queue.takes == [10, 10, 10, 10, 10]
+
+
+def test_a_queue_that_keeps_failing_stops_after_the_answer_is_handed_over() -> None:
+    queue = Queue(numbers(30), fail_on=frozenset({2, 3}))
+    sender, _ = chunker(FakeWolkvox(), batch_size=10)
+    stream = sender.send_queue(queue)
+    assert next(stream).status is Status.ADDED  # the answer of batch 1 is never lost
+    with pytest.raises(RuntimeError, match="take 3 broke"):
+        next(stream)
+
+
+def test_work_while_waiting_that_fails_is_raised_after_the_answer() -> None:
+    calls: list[int] = []
+
+    def hook() -> None:
+        calls.append(1)
+        raise ValueError("could not log")
+
+    sender, client = chunker(FakeWolkvox(), batch_size=10)
+    stream = sender.send_queue(Queue(numbers(30)), hook)
+    first = next(stream)
+    assert first.status is Status.ADDED and calls == [1]
+    with pytest.raises(ValueError, match="could not log"):
+        next(stream)
+    assert client.calls == 1

@@ -77,9 +77,7 @@ def reply(status: int, content: bytes = b"", **headers: str) -> httpx.Response:
 
 
 def ok(added: str = "2", rejected: str = "0", sent: str = "2") -> httpx.Response:
-    return reply(
-        200, body(total_added=added, total_rejected=rejected, total_sent=sent)
-    )
+    return reply(200, body(total_added=added, total_rejected=rejected, total_sent=sent))
 
 
 def opts(**changes: object) -> SendOptions:
@@ -132,18 +130,36 @@ def test_build_url_refuses_anything_else_as_server(server: str) -> None:
 @pytest.mark.parametrize(
     ("base", "url", "key"),
     [
-        ("http://127.0.0.1:8080", "http://127.0.0.1:8080/api/v2/campaign.php?api=add_dnc",
-         "http://127.0.0.1:8080"),
-        ("http://localhost", "http://localhost/api/v2/campaign.php?api=add_dnc",
-         "http://localhost:80"),
-        ("http://[::1]:9000/", "http://[::1]:9000/api/v2/campaign.php?api=add_dnc",
-         "http://[::1]:9000"),
-        ("http://127.9.8.7:81", "http://127.9.8.7:81/api/v2/campaign.php?api=add_dnc",
-         "http://127.9.8.7:81"),
-        ("https://example.com/base/", "https://example.com/base/api/v2/campaign.php?api=add_dnc",
-         "https://example.com:443"),
-        ("HTTPS://Example.com:8443", "https://example.com:8443/api/v2/campaign.php?api=add_dnc",
-         "https://example.com:8443"),
+        (
+            "http://127.0.0.1:8080",
+            "http://127.0.0.1:8080/api/v2/campaign.php?api=add_dnc",
+            "http://127.0.0.1:8080",
+        ),
+        (
+            "http://localhost",
+            "http://localhost/api/v2/campaign.php?api=add_dnc",
+            "http://localhost:80",
+        ),
+        (
+            "http://[::1]:9000/",
+            "http://[::1]:9000/api/v2/campaign.php?api=add_dnc",
+            "http://[::1]:9000",
+        ),
+        (
+            "http://127.9.8.7:81",
+            "http://127.9.8.7:81/api/v2/campaign.php?api=add_dnc",
+            "http://127.9.8.7:81",
+        ),
+        (
+            "https://example.com/base/",
+            "https://example.com/base/api/v2/campaign.php?api=add_dnc",
+            "https://example.com:443",
+        ),
+        (
+            "HTTPS://Example.com:8443",
+            "https://example.com:8443/api/v2/campaign.php?api=add_dnc",
+            "https://example.com:8443",
+        ),
     ],
 )
 def test_build_url_accepts_base_urls(base: str, url: str, key: str) -> None:
@@ -153,26 +169,62 @@ def test_build_url_accepts_base_urls(base: str, url: str, key: str) -> None:
 @pytest.mark.parametrize(
     ("base", "message"),
     [
-        ("http://10.0.0.1", ("--base-url 'http://10.0.0.1' uses plain http to a host that is not "
-         "loopback: the token would cross the network unencrypted; use https://, or http only "
-         "to 127.0.0.1, localhost or ::1")),
-        ("http://localhost.evil.com", ("--base-url 'http://localhost.evil.com' uses plain http to "
-         "a host that is not loopback: the token would cross the network unencrypted; use "
-         "https://, or http only to 127.0.0.1, localhost or ::1")),
-        ("https://user:pw@example.com", ("--base-url must not contain a user name or password "
-         "(user@host): give https://host[:port][/path]")),
-        ("https://example.com/?x=1", ("--base-url 'https://example.com/?x=1' has a query or "
-         "fragment: give only https://host[:port][/path]")),
-        ("https://example.com/#f", ("--base-url 'https://example.com/#f' has a query or "
-         "fragment: give only https://host[:port][/path]")),
-        ("ftp://example.com", ("--base-url 'ftp://example.com' is not an http(s) URL: give "
-         "https://host[:port][/path]")),
-        ("example.com", ("--base-url 'example.com' is not an http(s) URL: give "
-         "https://host[:port][/path]")),
-        ("https://example.com:99999", ("--base-url 'https://example.com:99999' has an invalid "
-         "port")),
-        ("https://exa mple.com", ("--base-url 'https://exa mple.com' contains spaces or control "
-         "characters")),
+        (
+            "http://10.0.0.1",
+            (
+                "--base-url 'http://10.0.0.1' uses plain http to a host that is not "
+                "loopback: the token would cross the network unencrypted; use https://, or http only "
+                "to 127.0.0.1, localhost or ::1"
+            ),
+        ),
+        (
+            "http://localhost.evil.com",
+            (
+                "--base-url 'http://localhost.evil.com' uses plain http to "
+                "a host that is not loopback: the token would cross the network unencrypted; use "
+                "https://, or http only to 127.0.0.1, localhost or ::1"
+            ),
+        ),
+        (
+            "https://user:pw@example.com",
+            (
+                "--base-url must not contain a user name or password "
+                "(user@host): give https://host[:port][/path]"
+            ),
+        ),
+        (
+            "https://example.com/?x=1",
+            (
+                "--base-url 'https://example.com/?x=1' has a query or "
+                "fragment: give only https://host[:port][/path]"
+            ),
+        ),
+        (
+            "https://example.com/#f",
+            (
+                "--base-url 'https://example.com/#f' has a query or "
+                "fragment: give only https://host[:port][/path]"
+            ),
+        ),
+        (
+            "ftp://example.com",
+            (
+                "--base-url 'ftp://example.com' is not an http(s) URL: give "
+                "https://host[:port][/path]"
+            ),
+        ),
+        (
+            "example.com",
+            ("--base-url 'example.com' is not an http(s) URL: give https://host[:port][/path]"),
+        ),
+        (
+            "https://example.com:99999",
+            ("--base-url 'https://example.com:99999' has an invalid port"),
+        ),
+        (
+            "https://exa mple.com",
+            ("--base-url 'https://exa mple.com' contains spaces or control characters"),
+        ),
     ],
 )
 def test_build_url_refuses_bad_base_urls(base: str, message: str) -> None:
@@ -224,8 +276,13 @@ EMPTY = {"total_added": "", "total_rejected": "", "total_sent": ""}
     [
         (200, body(total_added="3", total_rejected="1", total_sent="4"), 3, 1, 4),
         (201, body(code="201", total_added="2", total_rejected="0", total_sent="2"), 2, 0, 2),
-        (200, body(code=" 201 ", msg="", total_added="7", total_rejected="", total_sent=""),
-         7, None, None),
+        (
+            200,
+            body(code=" 201 ", msg="", total_added="7", total_rejected="", total_sent=""),
+            7,
+            None,
+            None,
+        ),
         (200, body(msg="5 telephones were added", **EMPTY), 5, None, None),
         (200, body(msg="1 TELEPHONES WERE ADDED", **EMPTY), 1, None, None),
         (200, body(msg="done", total_added="", total_rejected="2", total_sent="10"), 8, 2, 10),
@@ -240,16 +297,25 @@ def test_parse_answer_reads_counts(
     answer = parse_answer(status, content, {})
     assert answer.kind is AnswerKind.OK
     assert (answer.totals.added, answer.totals.rejected, answer.totals.sent) == (
-        added, rejected, sent
+        added,
+        rejected,
+        sent,
     )
     assert answer.totals.http_status == status
 
 
 @pytest.mark.parametrize(
     "content",
-    [b"", b"<html>ok</html>", b'{"code": 201, "msg": "3 telephones were add', b"[1, 2]",
-     b'{"msg": "2 telephones were added"}', b'{"code": "OK"}', b"\xff\xfe\x00garbage",
-     b"[" * 100_000],
+    [
+        b"",
+        b"<html>ok</html>",
+        b'{"code": 201, "msg": "3 telephones were add',
+        b"[1, 2]",
+        b'{"msg": "2 telephones were added"}',
+        b'{"code": "OK"}',
+        b"\xff\xfe\x00garbage",
+        b"[" * 100_000,
+    ],
 )
 def test_parse_answer_2xx_without_a_usable_code_is_processed_with_unknown_counts(
     content: bytes,
@@ -274,13 +340,15 @@ def jbody(code: int | str, msg: str) -> bytes:
         (403, jbody("403", "please validate token"), AnswerKind.AUTH),
         (403, b"PLEASE VALIDATE TOKEN", AnswerKind.AUTH),
         (403, jbody(403, "TOKEN LIMIT EXCEEDED"), AnswerKind.QUOTA),
-        (403, jbody(403, "EXCEEDS THE LIMIT OF SIMULTANEOUS REQUESTS PER TOKEN (2)"),
-         AnswerKind.SIMULTANEOUS),
+        (
+            403,
+            jbody(403, "EXCEEDS THE LIMIT OF SIMULTANEOUS REQUESTS PER TOKEN (2)"),
+            AnswerKind.SIMULTANEOUS,
+        ),
         (403, jbody(403, "API UNAVAILABLE: MAINTENANCE"), AnswerKind.MAINTENANCE),
         (503, b"<h1>Server backup in progress</h1>", AnswerKind.MAINTENANCE),
         (413, b"", AnswerKind.TOO_LARGE),
-        (400, jbody(400, "TOO MANY RECORDS: THE LIMIT IS 10000 PER REQUEST"),
-         AnswerKind.TOO_LARGE),
+        (400, jbody(400, "TOO MANY RECORDS: THE LIMIT IS 10000 PER REQUEST"), AnswerKind.TOO_LARGE),
         (400, jbody(400, "payload too large"), AnswerKind.TOO_LARGE),
         (429, b"Too Many Requests", AnswerKind.RETRY),
         (403, b"Too Many Requests", AnswerKind.RETRY),
@@ -311,8 +379,15 @@ def test_parse_answer_keeps_code_msg_and_location() -> None:
 
 @pytest.mark.parametrize(
     ("value", "seconds"),
-    [("7", 7.0), (" 2.5 ", 2.5), ("Wed, 21 Oct 2015 07:28:30 GMT", 30.0),
-     ("Wed, 21 Oct 2015 07:27:00 GMT", 0.0), ("soon", None), ("-3", None), ("nan", None)],
+    [
+        ("7", 7.0),
+        (" 2.5 ", 2.5),
+        ("Wed, 21 Oct 2015 07:28:30 GMT", 30.0),
+        ("Wed, 21 Oct 2015 07:27:00 GMT", 0.0),
+        ("soon", None),
+        ("-3", None),
+        ("nan", None),
+    ],
 )
 def test_parse_answer_reads_retry_after(value: str, seconds: float | None) -> None:
     now = 1445412480.0  # Wed, 21 Oct 2015 07:28:00 GMT
@@ -359,27 +434,57 @@ def test_garbage_2xx_is_never_resent() -> None:
 @pytest.mark.parametrize(
     ("response", "error", "message"),
     [
-        (reply(401, jbody(401, "PLEASE ENTER THE WOLKVOX-TOKEN")), AuthRefused,
-         (f"the server at {URL} refused the token (HTTP 401 'PLEASE ENTER THE WOLKVOX-TOKEN Err'):"
-         " check WOLKVOX_TOKEN or --token-file, get a valid token from Wolkvox, then resume the "
-         "run")),
-        (reply(403, jbody("403", "PLEASE VALIDATE TOKEN")), AuthRefused,
-         (f"the server at {URL} refused the token (HTTP 403 'PLEASE VALIDATE TOKEN Err'): check "
-         "WOLKVOX_TOKEN or --token-file, get a valid token from Wolkvox, then resume the run")),
-        (reply(403, jbody(403, "TOKEN LIMIT EXCEEDED")), QuotaExhausted,
-         ("the token's daily call quota is spent (HTTP 403 'TOKEN LIMIT EXCEEDED Err'): resume "
-         "the run after the quota resets")),
-        (reply(400, jbody(400, "THE API YOU WANT TO CONSULT DOES NOT EXIST")), EndpointRefused,
-         (f"the server at {URL} does not know this API (HTTP 400 'THE API YOU WANT TO CONSULT "
-         "DOES NOT EXIST Err'): check --server/--base-url")),
-        (reply(200, jbody("400", "SOME PARAMETERS ARE REQUIRED")), MalformedBatch,
-         ("the server refused 2 numbers as malformed (HTTP 200, code 400 'SOME PARAMETERS ARE "
-         "REQUIRED Err')")),
+        (
+            reply(401, jbody(401, "PLEASE ENTER THE WOLKVOX-TOKEN")),
+            AuthRefused,
+            (
+                f"the server at {URL} refused the token (HTTP 401 'PLEASE ENTER THE WOLKVOX-TOKEN Err'):"
+                " check WOLKVOX_TOKEN or --token-file, get a valid token from Wolkvox, then resume the "
+                "run"
+            ),
+        ),
+        (
+            reply(403, jbody("403", "PLEASE VALIDATE TOKEN")),
+            AuthRefused,
+            (
+                f"the server at {URL} refused the token (HTTP 403 'PLEASE VALIDATE TOKEN Err'): check "
+                "WOLKVOX_TOKEN or --token-file, get a valid token from Wolkvox, then resume the run"
+            ),
+        ),
+        (
+            reply(403, jbody(403, "TOKEN LIMIT EXCEEDED")),
+            QuotaExhausted,
+            (
+                "the token's daily call quota is spent (HTTP 403 'TOKEN LIMIT EXCEEDED Err'): resume "
+                "the run after the quota resets"
+            ),
+        ),
+        (
+            reply(400, jbody(400, "THE API YOU WANT TO CONSULT DOES NOT EXIST")),
+            EndpointRefused,
+            (
+                f"the server at {URL} does not know this API (HTTP 400 'THE API YOU WANT TO CONSULT "
+                "DOES NOT EXIST Err'): check --server/--base-url"
+            ),
+        ),
+        (
+            reply(200, jbody("400", "SOME PARAMETERS ARE REQUIRED")),
+            MalformedBatch,
+            (
+                "the server refused 2 numbers as malformed (HTTP 200, code 400 'SOME PARAMETERS ARE "
+                "REQUIRED Err')"
+            ),
+        ),
         (reply(413), BatchTooLarge, "the server refused 2 numbers as too large (HTTP 413)"),
-        (reply(302, b"", location="https://login.example/"), EndpointRefused,
-         ("the server answered a redirect to https://login.example/ (HTTP 302) instead of an "
-         f"answer from {URL}; it was not followed (the token is never sent elsewhere): check "
-         "--server/--base-url")),
+        (
+            reply(302, b"", location="https://login.example/"),
+            EndpointRefused,
+            (
+                "the server answered a redirect to https://login.example/ (HTTP 302) instead of an "
+                f"answer from {URL}; it was not followed (the token is never sent elsewhere): check "
+                "--server/--base-url"
+            ),
+        ),
     ],
 )
 def test_final_answers_raise_at_once_without_retry(
@@ -399,9 +504,14 @@ def test_final_answers_raise_at_once_without_retry(
 
 
 def test_transient_failures_back_off_exponentially_then_succeed() -> None:
-    server = FakeServer([reply(503), reply(500, b"<html>oops</html>"),
-                         reply(403, jbody(403, "EXCEEDS THE LIMIT OF SIMULTANEOUS REQUESTS")),
-                         ok()])
+    server = FakeServer(
+        [
+            reply(503),
+            reply(500, b"<html>oops</html>"),
+            reply(403, jbody(403, "EXCEEDS THE LIMIT OF SIMULTANEOUS REQUESTS")),
+            ok(),
+        ]
+    )
     client, waits, notes = make(server)
     assert client.add_dnc(ITEMS).added == 2
     assert waits == [1.0, 2.0, 4.0]
@@ -435,8 +545,9 @@ def test_full_jitter_stays_under_the_ceiling() -> None:
 
 
 def test_retry_after_is_honoured_and_capped() -> None:
-    server = FakeServer([reply(429, b"", **{"Retry-After": "7"}),
-                         reply(503, b"", **{"Retry-After": "900"}), ok()])
+    server = FakeServer(
+        [reply(429, b"", **{"Retry-After": "7"}), reply(503, b"", **{"Retry-After": "900"}), ok()]
+    )
     client, waits, _ = make(server, max_wait=60.0)
     client.add_dnc(ITEMS)
     assert waits == [7.0, 60.0]
@@ -465,17 +576,23 @@ def test_unknown_403_is_retried_twice_then_fails() -> None:
 @pytest.mark.parametrize(
     ("exc", "said"),
     [
-        (httpx.ConnectError("[Errno 111] Connection refused"),
-         "could not connect (ConnectError: [Errno 111] Connection refused)"),
+        (
+            httpx.ConnectError("[Errno 111] Connection refused"),
+            "could not connect (ConnectError: [Errno 111] Connection refused)",
+        ),
         (httpx.ConnectTimeout("timed out"), "could not connect within 10 s (ConnectTimeout)"),
         (httpx.ReadTimeout("timed out"), "no answer within 75 s (ReadTimeout)"),
         (httpx.WriteTimeout("timed out"), "could not send the request within 75 s (WriteTimeout)"),
         (httpx.PoolTimeout("timed out"), "no free connection within 10 s (PoolTimeout)"),
-        (httpx.RemoteProtocolError("Server disconnected without sending a response."),
-         "the server closed the connection without a valid answer (RemoteProtocolError)"),
+        (
+            httpx.RemoteProtocolError("Server disconnected without sending a response."),
+            "the server closed the connection without a valid answer (RemoteProtocolError)",
+        ),
         (httpx.ReadError("reset"), "the connection broke while reading the answer (ReadError)"),
-        (httpx.WriteError("broken pipe"),
-         "the connection broke while sending the request (WriteError)"),
+        (
+            httpx.WriteError("broken pipe"),
+            "the connection broke while sending the request (WriteError)",
+        ),
         (httpx.ProxyError("407"), "the proxy refused the request (ProxyError)"),
         (httpx.CloseError("x"), "network error (CloseError)"),
         (httpx.DecodingError("bad gzip"), "the request failed (DecodingError)"),
@@ -570,8 +687,11 @@ def echo(status: int, msg: str) -> Callable[[httpx.Request], httpx.Response]:
 
     def answer(request: httpx.Request) -> httpx.Response:
         text = f"{msg} {request.headers['wolkvox-token']}"
-        return httpx.Response(status, json={"code": status, "msg": text},
-                              headers={"Location": f"https://x.example/{SECRET}"})
+        return httpx.Response(
+            status,
+            json={"code": status, "msg": text},
+            headers={"Location": f"https://x.example/{SECRET}"},
+        )
 
     return answer
 

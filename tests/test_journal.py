@@ -663,3 +663,159 @@ def test_skip_confirmed_with_a_file_that_is_no_ledger(tmp_path: Path, journal: J
         f"writable; everything committed before is kept"
     )
     assert journal.counts_by_status()["ready"] == 1
+
+
+# -- batches as rows: held verdicts, settling, the send queue (issue 5) -----------------------
+
+
+def five_lines(journal: Journal) -> list[SendItem]:
+    journal.add_outcomes([line(f"31912345{i:02d}", 30, row=i + 2) for i in range(5)])
+    return list(journal.items())
+
+
+def raw_statuses(path: Path) -> list[str]:
+    """Line statuses as stored, read by another connection (no settling on the way)."""
+    other = sqlite3.connect(path)
+    try:
+        return [row[0] for row in other.execute("SELECT status FROM lines ORDER BY id")]
+    finally:
+        other.close()
+
+
+def test_a_verdict_is_one_row_and_reaches_its_lines_before_anyone_reads_them(
+    journal: Journal, path: Path
+) -> None:
+    items = five_lines(journal)
+    journal.begin_batch(1, items[:3])
+    finished = journal.record_batch(BatchResult(1, items[:3], Status.ADDED, "added", "ok"))
+    assert raw_statuses(path) == ["ready"] * 5  # the batch row holds the verdict for now
+    other = sqlite3.connect(path)
+    stored = other.execute("SELECT state, finished FROM batches WHERE batch = 1").fetchone()
+    other.close()
+    assert stored == ("done", finished)
+    assert journal.counts_by_status()["added"] == 3  # settled first
+    assert raw_statuses(path) == ["added"] * 3 + ["ready"] * 2
+    assert [o.batch for o in journal.outcomes()] == [1, 1, 1, None, None]
+
+
+def test_a_stop_never_marks_a_recorded_line_not_sent(journal: Journal) -> None:
+    items = five_lines(journal)
+    journal.begin_batch(1, items[:2])
+    journal.record_batch(BatchResult(1, items[:2], Status.ADDED, "added", "ok"))
+    assert journal.mark_status({Status.READY}, Status.NOT_SENT, "interrupted", "stop") == 3
+    assert [o.status for o in journal.outcomes()] == [Status.ADDED] * 2 + [Status.NOT_SENT] * 3
+
+
+def test_a_held_verdict_is_written_with_the_next_begin_or_before_any_other_use(
+    journal: Journal, path: Path
+) -> None:
+    items = five_lines(journal)
+    journal.begin_batch(1, items[:2])
+    journal.record_batch(BatchResult(1, items[:2], Status.ADDED, "added", "ok"), with_next=True)
+    other = sqlite3.connect(path)
+    assert other.execute("SELECT state FROM batches").fetchall() == [("in_flight",)]
+    journal.begin_batch(2, items[2:4])  # one transaction: batch 1 done, batch 2 in flight
+    assert other.execute("SELECT state FROM batches ORDER BY batch").fetchall() == [
+        ("done",),
+        ("in_flight",),
+    ]
+    journal.record_batch(BatchResult(2, items[2:4], Status.REJECTED, "x", "no"), with_next=True)
+    assert journal.in_flight_batches() == []  # any use writes it first
+    assert other.execute("SELECT state FROM batches WHERE batch = 2").fetchone() == ("done",)
+    journal.begin_batch(3, items[4:5])
+    journal.record_batch(BatchResult(3, items[4:5], Status.ADDED, "added", "ok"), with_next=True)
+    journal.commit()  # and so does commit
+    assert other.execute("SELECT state FROM batches WHERE batch = 3").fetchone() == ("done",)
+    journal.mark_status({Status.ADDED}, Status.READY, "valid", "again")
+    journal.begin_batch(4, items[4:5])
+    journal.record_batch(BatchResult(4, items[4:5], Status.ADDED, "added", "ok"), with_next=True)
+    journal.close()  # and so does close
+    assert other.execute("SELECT state FROM batches WHERE batch = 4").fetchone() == ("done",)
+    other.close()
+
+
+def test_a_killed_process_loses_a_held_verdict_only_before_the_next_begin(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "journal.sqlite"
+    script = textwrap.dedent(
+        f"""
+        import os, signal
+        from pathlib import Path
+        from importer.journal import Journal
+        from importer.model import BatchResult, Outcome, Status
+        j = Journal.create(Path({str(path)!r}), run_id="R", meta={{}})
+        j.add_outcomes(
+            Outcome("a.csv", "", r, 1, "x", "30", f"31912345{{r:02d}}", 30, Status.READY, "valid", "")
+            for r in range(2, 8)
+        )
+        items = list(j.items())
+        j.begin_batch(1, items[:2])
+        j.record_batch(BatchResult(1, items[:2], Status.ADDED, "added", "ok"), with_next=True)
+        j.begin_batch(2, items[2:4])
+        j.record_batch(BatchResult(2, items[2:4], Status.ADDED, "added", "ok"), with_next=True)
+        os.kill(os.getpid(), signal.SIGKILL)
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], check=False, capture_output=True, timeout=60
+    )
+    assert done.returncode == -9, done.stderr
+    with Journal.open(path) as j:
+        # batch 1 was written with batch 2's begin; batch 2's verdict died with the process
+        # before any request could follow it, so batch 2 is what resume treats as in flight
+        assert j.in_flight_batches() == [2]
+        assert [o.status for o in j.outcomes()] == [Status.ADDED] * 2 + [Status.READY] * 4
+
+
+def test_the_send_queue_hands_each_line_once_and_never_one_already_recorded(
+    journal: Journal,
+) -> None:
+    items = five_lines(journal)
+    queue = journal.send_queue()
+    assert queue.take(2) == [(1, "3191234500", 30), (2, "3191234501", 30)]
+    # a batch recorded from elsewhere, ahead of the queue: it must not be handed out again
+    journal.begin_batch(1, items[2:4])
+    journal.record_batch(BatchResult(1, items[2:4], Status.ADDED, "added", "ok"))
+    assert queue.take(10) == [(5, "3191234504", 30)]
+    assert queue.take(10) == []
+    assert journal.send_queue({Status.ADDED}).take(10) == [
+        (3, "3191234502", 30),
+        (4, "3191234503", 30),
+    ]
+
+
+def test_a_version_1_journal_is_refused_with_the_fix(path: Path) -> None:
+    Journal.create(path, run_id="R", meta={}).close()
+    other = sqlite3.connect(path)
+    other.execute("PRAGMA user_version = 1")
+    other.close()
+    with pytest.raises(JournalError) as caught:
+        Journal.open(path)
+    assert str(caught.value) == (
+        f"run journal {path} has schema version 1, this dnc-import reads version 2: use the "
+        "dnc-import version that made the run"
+    )
+
+
+def test_confirmed_batches_are_listed_until_marked_in_the_ledger(journal: Journal) -> None:
+    items = five_lines(journal)
+    journal.begin_batch(1, items[:2])
+    first = journal.record_batch(BatchResult(1, items[:2], Status.ADDED, "added", "ok"))
+    journal.begin_batch(2, items[2:3])
+    journal.record_batch(BatchResult(2, items[2:3], Status.UNCERTAIN, "no-counts", "?"))
+    journal.begin_batch(3, items[3:])
+    third = journal.record_batch(BatchResult(3, items[3:], Status.ADDED, "added", "ok"))
+    assert journal.unledgered_batches() == [(1, first), (3, third)]
+    before = journal.batch_numbers([1, 3])  # not settled yet: read through the batch's ids
+    journal.settle()
+    assert (
+        journal.batch_numbers([1, 3])
+        == before
+        == {
+            1: [("3191234500", 30), ("3191234501", 30)],
+            3: [("3191234503", 30), ("3191234504", 30)],
+        }
+    )
+    journal.mark_ledgered([1])
+    assert journal.unledgered_batches() == [(3, third)]

@@ -10,24 +10,26 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
 
-from importer.errors import ImporterError, JournalError, UsageError
+from importer.client import encode_body
+from importer.errors import ImporterError, JournalError, LedgerError, UsageError
 from importer.journal import Journal
 from importer.ledger import (
     APPLICATION_ID,
     SCHEMA_VERSION,
     Block,
     Ledger,
-    LedgerError,
     default_ledger_path,
     default_state_dir,
     skip_verdict,
 )
 from importer.lock import default_lock_dir
+from importer.model import BatchResult, Outcome, Status
+from importer.pipeline import _push_confirmed
 
 DAY = date(2026, 11, 28)
 
@@ -179,7 +181,7 @@ def test_another_schema_version_is_refused(path: Path) -> None:
     with pytest.raises(LedgerError) as caught:
         Ledger.open(path)
     assert str(caught.value) == (
-        f"ledger {path} has schema version 7, this dnc-import reads version 1: use a newer "
+        f"ledger {path} has schema version 7, this dnc-import reads version 2: use a newer "
         "dnc-import, or move the file aside and run again (a new, empty ledger is made; "
         "numbers it knew are then sent once more)"
     )
@@ -434,3 +436,183 @@ def test_runs_creating_the_same_new_ledger_at_once_all_succeed(tmp_path: Path, t
         assert pool.map(_open_and_record, [(str(path), n) for n in range(8)]) == [1] * 8
     with Ledger.open(path) as ledger:
         assert len(ledger.blocks("wv0002", [f"300{n:07d}" for n in range(8)])) == 8
+
+
+# -- queued confirmations (issue 5) -----------------------------------------------------------
+
+AT = datetime(2026, 11, 28, 10, 0, tzinfo=UTC)
+
+
+def body_of(*numbers: tuple[str, int]) -> bytes:
+    return encode_body(list(numbers))
+
+
+def test_queued_confirmations_reach_blocks_when_folded_at_close(path: Path) -> None:
+    with Ledger.open(path) as ledger:
+        ledger.queue_added("wv0002", body_of(("3191234567", 90), ("3001112233", 30)), AT)
+        ledger.queue_added("wv0042", body_of(("3191234567", 5)), AT)
+        raw = sqlite3.connect(path)
+        assert raw.execute("SELECT COUNT(*) FROM blocks").fetchone() == (0,)  # queued only
+        assert raw.execute("SELECT COUNT(*) FROM pending").fetchone() == (2,)
+        raw.close()
+    with Ledger.open(path) as again:
+        assert again.blocks("wv0002", ["3191234567", "3001112233"]) == {
+            "3191234567": Block("3191234567", 90, DAY),
+            "3001112233": Block("3001112233", 30, DAY),
+        }
+        assert again.blocks("wv0042", ["3191234567"]) == {"3191234567": Block("3191234567", 5, DAY)}
+        assert again.fold() == 0  # nothing left
+
+
+def test_a_queued_confirmation_survives_kill_9_and_the_next_open_folds_it(path: Path) -> None:
+    script = textwrap.dedent(
+        f"""
+        import os, signal
+        from datetime import datetime, UTC
+        from pathlib import Path
+        from importer.client import encode_body
+        from importer.ledger import Ledger
+        ledger = Ledger.open(Path({str(path)!r}))
+        ledger.queue_added("wv0002", encode_body([("3191234567", 90)]), datetime(2026, 11, 28, tzinfo=UTC))
+        os.kill(os.getpid(), signal.SIGKILL)
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], check=False, capture_output=True, timeout=30
+    )
+    assert done.returncode == -signal.SIGKILL, done.stderr.decode()
+    with Ledger.open(path) as ledger:
+        assert ledger.blocks("wv0002", ["3191234567"]) == {
+            "3191234567": Block("3191234567", 90, DAY)
+        }
+
+
+def test_leaving_on_an_error_does_not_fold_but_keeps_the_queue(path: Path) -> None:
+    with pytest.raises(RuntimeError), Ledger.open(path) as ledger:
+        ledger.queue_added("wv0002", body_of(("3191234567", 90)), AT)
+        raise RuntimeError("the run failed")
+    raw = sqlite3.connect(path)
+    assert raw.execute("SELECT COUNT(*) FROM pending").fetchone() == (1,)
+    raw.close()
+    with Ledger.open(path) as again:
+        assert again.blocks("wv0002", ["3191234567"])["3191234567"].days == 90
+
+
+def test_the_same_confirmation_queued_again_never_replaces_a_newer_one(path: Path) -> None:
+    """A run killed between its verdict and marking it queued queues that batch again on
+    resume, maybe after another run confirmed the same number anew, the same day: the older
+    confirmation (its own time) must not win, or the ledger would claim the longer block."""
+    old, new = AT, AT.replace(hour=15)
+    with Ledger.open(path) as ledger:
+        ledger.queue_added("wv0002", body_of(("3191234567", 90)), old)
+    with Ledger.open(path) as ledger:
+        ledger.queue_added("wv0002", body_of(("3191234567", 10)), new)
+    with Ledger.open(path) as ledger:
+        ledger.queue_added("wv0002", body_of(("3191234567", 90)), old)  # the same batch, again
+    with Ledger.open(path) as ledger:
+        block = ledger.blocks("wv0002", ["3191234567"])["3191234567"]
+        assert block == Block("3191234567", 10, DAY)
+        assert skip_verdict(block, 30, DAY, server="wv0002") is None  # sent again: right
+        # and within one fold, in queue order, the newest wins too
+        ledger.queue_added("wv0002", body_of(("3001112233", 7)), new)
+        ledger.queue_added("wv0002", body_of(("3001112233", 70)), old)
+        ledger.queue_added("wv0002", body_of(("3001112233", 3), ("3001112233", 5)), new)
+        assert ledger.fold() == 4
+        assert ledger.blocks("wv0002", ["3001112233"])["3001112233"].days == 5
+
+
+def test_a_number_not_yet_folded_is_sent_again_never_skipped(tmp_path: Path, path: Path) -> None:
+    """Until the fold, a confirmed number is not in blocks: the skip misses it (it is sent once
+    more), and blocks never holds anything the server did not confirm."""
+    journal_path = tmp_path / "journal.sqlite"
+    with Journal.create(journal_path, run_id="R", meta={}) as journal:
+        journal.add_outcomes(
+            [Outcome("a.csv", "", 2, 1, "x", "30", "3191234567", 30, Status.READY, "valid", "")]
+        )
+        with Ledger.open(path) as ledger:
+            ledger.queue_added("wv0002", body_of(("3191234567", 90)), AT)
+            assert journal.skip_confirmed(path, "wv0002", DAY) == 0  # queued: not skipped
+        assert journal.skip_confirmed(path, "wv0002", DAY) == 1  # folded at close
+
+
+def test_an_unreadable_queued_body_is_left_out_and_the_rest_folded(path: Path) -> None:
+    with Ledger.open(path) as ledger:
+        ledger.queue_added("wv0002", b"not json", AT)
+        ledger.queue_added(
+            "wv0002",
+            b'[{"telephone":"3191234567","days_block":"30"},{"telephone":"","days_block":"5"},'
+            b'{"telephone":"3001112233","days_block":"0"},{"telephone":"3001112234","days_block":"x"},'
+            b'{"telephone":"3001112235"},7]',
+            AT,
+        )
+        assert ledger.fold() == 1
+        assert sorted(ledger.blocks("wv0002", ["3191234567", "3001112233", "3001112234"])) == [
+            "3191234567"
+        ]
+
+
+def test_queue_added_wants_the_time_with_its_zone(ledger: Ledger) -> None:
+    with pytest.raises(LedgerError, match="takes the time of the confirmation, with its time"):
+        ledger.queue_added("wv0002", body_of(("3191234567", 30)), datetime(2026, 11, 28))
+
+
+def test_a_version_1_ledger_is_upgraded_and_keeps_its_blocks(path: Path) -> None:
+    raw = sqlite3.connect(path)
+    raw.executescript(
+        f"""
+        PRAGMA application_id = {APPLICATION_ID};
+        PRAGMA user_version = 1;
+        CREATE TABLE servers (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
+        CREATE TABLE blocks (
+            server_id INTEGER NOT NULL REFERENCES servers (id), telephone TEXT NOT NULL,
+            days INTEGER NOT NULL CHECK (days > 0), added_on TEXT NOT NULL,
+            PRIMARY KEY (server_id, telephone)
+        ) WITHOUT ROWID;
+        CREATE TABLE imports (
+            sha256 TEXT PRIMARY KEY, path TEXT NOT NULL, run_id TEXT NOT NULL,
+            imported_at TEXT NOT NULL
+        );
+        INSERT INTO servers VALUES (1, 'wv0002');
+        INSERT INTO blocks VALUES (1, '3191234567', 90, '2026-11-28');
+        """
+    )
+    raw.close()
+    with Ledger.open(path) as ledger:
+        assert ledger.blocks("wv0002", ["3191234567"]) == {
+            "3191234567": Block("3191234567", 90, DAY)
+        }
+        # a confirmation later that day replaces the one known only by its date
+        ledger.queue_added("wv0002", body_of(("3191234567", 5)), AT)
+    with Ledger.open(path) as ledger:
+        assert ledger.blocks("wv0002", ["3191234567"])["3191234567"].days == 5
+    raw = sqlite3.connect(path)
+    assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    raw.close()
+
+
+def test_a_batch_confirmed_but_never_queued_is_queued_from_the_journal(
+    tmp_path: Path, path: Path
+) -> None:
+    """A run killed between committing a verdict and queueing it in the ledger: the next send
+    (or resume) queues it from the journal, once, with the time the journal recorded."""
+    journal_path = tmp_path / "journal.sqlite"
+    with Journal.create(journal_path, run_id="R", meta={}) as journal:
+        journal.add_outcomes(
+            Outcome("a.csv", "", r, 1, "x", "30", f"319123450{r}", 30 + r, Status.READY, "v", "")
+            for r in range(2, 6)
+        )
+        items = list(journal.items())
+        journal.begin_batch(1, items[:2])
+        journal.record_batch(BatchResult(1, items[:2], Status.ADDED, "added", "ok"))
+        journal.begin_batch(2, items[2:])
+        journal.record_batch(BatchResult(2, items[2:], Status.REJECTED, "rejected", "no"))
+        with Ledger.open(path) as ledger:
+            assert _push_confirmed(journal, ledger, "wv0002") == 1
+            assert _push_confirmed(journal, ledger, "wv0002") == 0  # marked: never twice
+        with Ledger.open(path) as ledger:
+            found = ledger.blocks("wv0002", [item.telephone for item in items])
+        assert sorted((b.telephone, b.days) for b in found.values()) == [
+            ("3191234502", 32),
+            ("3191234503", 33),
+        ]
+        assert journal.unledgered_batches() == []

@@ -97,8 +97,13 @@ def test_to_dict_reports_detection() -> None:
     sheets = data["sheets"]
     assert isinstance(sheets, list)
     assert sheets[1] == {
-        "name": "Más", "header_row": 3, "phone_column": "Celular", "days_column": "Bloqueo",
-        "headers": ["Celular", "Bloqueo"], "rows": 1, "blank_rows": 0,
+        "name": "Más",
+        "header_row": 3,
+        "phone_column": "Celular",
+        "days_column": "Bloqueo",
+        "headers": ["Celular", "Bloqueo"],
+        "rows": 1,
+        "blank_rows": 0,
         "other_phone_columns": [],
     }
 
@@ -123,8 +128,11 @@ def test_rows_stream_and_count_as_they_go(tmp_path: Path) -> None:
 
 
 def test_missing_file(tmp_path: Path) -> None:
-    with pytest.raises(InputError, match=r"^.*nope\.csv: no such file: check the name and the "
-                                         r"folder$"):
+    with pytest.raises(
+        InputError,
+        match=r"^.*nope\.csv: no such file: check the name and the "
+        r"folder$",
+    ):
         open_source(tmp_path / "nope.csv", ReadOptions())
 
 
@@ -133,8 +141,9 @@ def test_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     with pytest.raises(InputError) as caught:
         open_source("exports", ReadOptions())
-    assert str(caught.value) == ("exports is a folder, not a file: name the files inside it "
-                                 "(e.g. exports/*.csv)")
+    assert str(caught.value) == (
+        "exports is a folder, not a file: name the files inside it (e.g. exports/*.csv)"
+    )
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")
@@ -157,8 +166,10 @@ def test_unreadable_file_as_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(Path, "open", refuse)
     with pytest.raises(InputError) as caught:
         open_source(path, ReadOptions())
-    assert str(caught.value) == (f"{path} cannot be read (permission denied): check its "
-                                 "permissions, or copy it somewhere you can read it")
+    assert str(caught.value) == (
+        f"{path} cannot be read (permission denied): check its "
+        "permissions, or copy it somewhere you can read it"
+    )
     assert isinstance(caught.value.__cause__, PermissionError)
 
 
@@ -167,8 +178,9 @@ def test_unreadable_file_as_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 
 def big_head(n: int = 3000) -> str:
     """More than 64 KiB of good rows, so that a problem after them is past the head."""
-    return "Nombre;Telefono;Dias\n" + "".join(f"Persona numero {i};3191234567;30\n"
-                                              for i in range(n))
+    return "Nombre;Telefono;Dias\n" + "".join(
+        f"Persona numero {i};3191234567;30\n" for i in range(n)
+    )
 
 
 def test_late_nul_byte_is_refused_eagerly_with_its_line(tmp_path: Path) -> None:
@@ -176,8 +188,10 @@ def test_late_nul_byte_is_refused_eagerly_with_its_line(tmp_path: Path) -> None:
     path.write_bytes(big_head().encode() + b"Ana;319\x001234567;30\n")
     with pytest.raises(InputError) as caught:
         open_source(path, ReadOptions())
-    assert str(caught.value) == (f"{path}: line 3002 contains a NUL byte: the file is damaged "
-                                 "or not a text file; remove that line or export it again")
+    assert str(caught.value) == (
+        f"{path}: line 3002 contains a NUL byte: the file is damaged "
+        "or not a text file; remove that line or export it again"
+    )
 
 
 def test_late_cp1252_byte_switches_the_whole_file_to_cp1252(tmp_path: Path) -> None:
@@ -196,8 +210,10 @@ def test_forced_encoding_that_fails_late_names_the_line(tmp_path: Path) -> None:
     source = open_source(path, ReadOptions(encoding="utf-8"))
     with pytest.raises(InputError) as caught:
         list(source.rows())
-    assert str(caught.value) == (f"{path}: line 3002 cannot be read as utf-8: save the file "
-                                 "again as CSV UTF-8, or force an encoding with --encoding cp1252")
+    assert str(caught.value) == (
+        f"{path}: line 3002 cannot be read as utf-8: save the file "
+        "again as CSV UTF-8, or force an encoding with --encoding cp1252"
+    )
     assert isinstance(caught.value.__cause__, UnicodeDecodeError)
 
 
@@ -206,9 +222,11 @@ def test_bytes_neither_utf8_nor_cp1252(tmp_path: Path) -> None:
     path.write_bytes(b"Nombre;Telefono;Dias\nAna;3191234567;30\nA\x81B;3001234567;1\n")
     with pytest.raises(InputError) as caught:
         open_source(path, ReadOptions())
-    assert str(caught.value) == (f"{path}: line 3 has bytes that are neither UTF-8 nor "
-                                 "Windows-1252 text: save the file again as CSV UTF-8, or force "
-                                 "an encoding with --encoding latin-1")
+    assert str(caught.value) == (
+        f"{path}: line 3 has bytes that are neither UTF-8 nor "
+        "Windows-1252 text: save the file again as CSV UTF-8, or force "
+        "an encoding with --encoding latin-1"
+    )
     _, rows = read(path, encoding="latin-1")
     assert [r.phone for r in rows] == ["3191234567", "3001234567"]
 
@@ -221,9 +239,11 @@ def test_unclosed_quote_is_refused_not_swallowed(tmp_path: Path) -> None:
     source = open_source(path, ReadOptions())
     with pytest.raises(InputError) as caught:
         list(source.rows())
-    assert str(caught.value) == (f"{path}: line 42: a quoted cell runs over 151 lines: is a "
-                                 'closing quote (") missing? Fix that line, or export the file '
-                                 "again")
+    assert str(caught.value) == (
+        f"{path}: line 42: a quoted cell runs over 151 lines: is a "
+        'closing quote (") missing? Fix that line, or export the file '
+        "again"
+    )
 
 
 def test_quote_problem_in_the_head_is_refused_eagerly(tmp_path: Path) -> None:
@@ -235,8 +255,9 @@ def test_quote_problem_in_the_head_is_refused_eagerly(tmp_path: Path) -> None:
 
 def test_huge_field_is_an_input_error(tmp_path: Path) -> None:
     path = tmp_path / "huge.csv"
-    path.write_text("Telefono\n" + "3191234567\n" * 40 + '"' + "x" * 200_000 + '"\n',
-                    encoding="utf-8")
+    path.write_text(
+        "Telefono\n" + "3191234567\n" * 40 + '"' + "x" * 200_000 + '"\n', encoding="utf-8"
+    )
     source = open_source(path, ReadOptions())
     with pytest.raises(InputError, match=r"line 42: field larger than field limit") as caught:
         list(source.rows())
@@ -246,10 +267,12 @@ def test_huge_field_is_an_input_error(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- text: detection
 
 
-@pytest.mark.parametrize(("delimiter", "name"), [(",", "a.csv"), (";", "a.csv"),
-                                                 ("\t", "a.tsv"), ("|", "a.txt")])
-def test_delimiter_sniffed_despite_decimal_commas(tmp_path: Path, delimiter: str,
-                                                  name: str) -> None:
+@pytest.mark.parametrize(
+    ("delimiter", "name"), [(",", "a.csv"), (";", "a.csv"), ("\t", "a.tsv"), ("|", "a.txt")]
+)
+def test_delimiter_sniffed_despite_decimal_commas(
+    tmp_path: Path, delimiter: str, name: str
+) -> None:
     path = tmp_path / name
     rows = [["Teléfono", "Días", "Saldo"], ["3191234567", "30", "1,5"], ["3001234567", "7", "2"]]
     with path.open("w", newline="", encoding="utf-8") as f:
@@ -274,8 +297,10 @@ def test_no_header_with_positions(tmp_path: Path) -> None:
     path = tmp_path / "bare.csv"
     path.write_text("x;3191234567;30\n\ny;3001234567;\n", encoding="utf-8")
     source, rows = read(path, no_header=True, phone_column="2", days_column="3")
-    assert [(r.row, r.phone, r.days) for r in rows] == [(1, "3191234567", "30"),
-                                                        (3, "3001234567", "")]
+    assert [(r.row, r.phone, r.days) for r in rows] == [
+        (1, "3191234567", "30"),
+        (3, "3001234567", ""),
+    ]
     assert source.info.sheets[0] == SheetInfo("", None, "column 2", "column 3", [], 2, 1)
 
 
@@ -297,15 +322,27 @@ def test_title_rows_beyond_scan_are_not_searched(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- option errors
 
 
-@pytest.mark.parametrize(("options", "message"), [
-    ({"phone_column": "0"}, "--phone-column 0: positions start at 1 (column A is 1)"),
-    ({"no_header": True, "days_column": "Dias"},
-     ("--days-column Dias: with --no-header there are no header names; give a position "
-      "(--days-column 2)")),
-    ({"delimiter": ";;"}, "--delimiter ';;': give one character, e.g. --delimiter ';' (or 'tab')"),
-    ({"encoding": "klingon"},
-     "--encoding klingon: unknown encoding; use e.g. utf-8, cp1252 or latin-1"),
-])
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"phone_column": "0"}, "--phone-column 0: positions start at 1 (column A is 1)"),
+        (
+            {"no_header": True, "days_column": "Dias"},
+            (
+                "--days-column Dias: with --no-header there are no header names; give a position "
+                "(--days-column 2)"
+            ),
+        ),
+        (
+            {"delimiter": ";;"},
+            "--delimiter ';;': give one character, e.g. --delimiter ';' (or 'tab')",
+        ),
+        (
+            {"encoding": "klingon"},
+            "--encoding klingon: unknown encoding; use e.g. utf-8, cp1252 or latin-1",
+        ),
+    ],
+)
 def test_bad_options_are_usage_errors(options: dict[str, Any], message: str) -> None:
     with pytest.raises(UsageError) as caught:
         open_source(DATA / "utf8_comma.csv", ReadOptions(**options))
@@ -316,16 +353,19 @@ def test_position_beyond_the_columns(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(DATA)
     with pytest.raises(InputError) as caught:
         open_source("utf8_comma.csv", ReadOptions(phone_column="7"))
-    assert str(caught.value) == ("utf8_comma.csv: --phone-column 7: there is no column 7; the "
-                                 "columns in use are 1 to 3")
+    assert str(caught.value) == (
+        "utf8_comma.csv: --phone-column 7: there is no column 7; the columns in use are 1 to 3"
+    )
 
 
 def test_phone_column_name_not_found(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(DATA)
     with pytest.raises(InputError) as caught:
         open_source("utf8_comma.csv", ReadOptions(phone_column="Móvil"))
-    assert str(caught.value) == ('utf8_comma.csv: --phone-column "Móvil": no such column in the '
-                                 'first 30 rows; headers seen: "Nombre", "Teléfono", "Días"')
+    assert str(caught.value) == (
+        'utf8_comma.csv: --phone-column "Móvil": no such column in the '
+        'first 30 rows; headers seen: "Nombre", "Teléfono", "Días"'
+    )
 
 
 def test_phone_and_days_the_same_column() -> None:
@@ -334,8 +374,11 @@ def test_phone_and_days_the_same_column() -> None:
 
 
 def test_unknown_sheet_option_lists_names_and_applies_to_each_workbook() -> None:
-    with pytest.raises(InputError, match=r'no sheet named "Clientes"; its sheets are "Hoja1", '
-                                         r'"Oculta"\. Name one with --sheet NAME$'):
+    with pytest.raises(
+        InputError,
+        match=r'no sheet named "Clientes"; its sheets are "Hoja1", '
+        r'"Oculta"\. Name one with --sheet NAME$',
+    ):
         open_source(DATA / "legacy.xls", ReadOptions(sheets=("Clientes",)))
 
 
@@ -348,8 +391,11 @@ def test_workbook_error_maps_calamine_exception(tmp_path: Path) -> None:
     with zipfile.ZipFile(path, "w") as z:
         z.writestr("xl/workbook.xml", "<not xml")
         z.writestr("[Content_Types].xml", "<nope")
-    with pytest.raises(InputError, match=r"^.*broken\.xlsx is not a valid Excel workbook \(.+\): "
-                                         r"open it in Excel and save it again as \.xlsx$") as caught:
+    with pytest.raises(
+        InputError,
+        match=r"^.*broken\.xlsx is not a valid Excel workbook \(.+\): "
+        r"open it in Excel and save it again as \.xlsx$",
+    ) as caught:
         open_source(path, ReadOptions())
     assert isinstance(caught.value.__cause__, CalamineError)
 
@@ -387,26 +433,38 @@ def test_xlsm_is_detected(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- headers
 
 
-@pytest.mark.parametrize(("text", "normal"), [
-    (" Teléfono_Móvil: ", "telefono movil"), ("DAYS_BLOCK", "days block"),
-    ("Nro. Teléfono", "nro telefono"), ("Días-de-bloqueo", "dias de bloqueo"),
-    ("\ufeffTel.", "tel"), ("Nº  celular", "no celular"), ("", ""),
-])
+@pytest.mark.parametrize(
+    ("text", "normal"),
+    [
+        (" Teléfono_Móvil: ", "telefono movil"),
+        ("DAYS_BLOCK", "days block"),
+        ("Nro. Teléfono", "nro telefono"),
+        ("Días-de-bloqueo", "dias de bloqueo"),
+        ("\ufeffTel.", "tel"),
+        ("Nº  celular", "no celular"),
+        ("", ""),
+    ],
+)
 def test_normalize_header(text: str, normal: str) -> None:
     assert normalize_header(text) == normal
 
 
-@pytest.mark.parametrize(("headers", "phone", "days"), [
-    (["Cédula", "Teléfono 1", "Días"], "Teléfono 1", "Días"),
-    (["Numero de cedula", "Celular cliente", "Bloqueo (días)"], "Celular cliente",
-     "Bloqueo (días)"),
-    (["Teléfono fijo", "Celular"], "Celular", None),  # an exact name beats a prefix
-    (["WhatsApp", "Dias Bloqueo"], "WhatsApp", "Dias Bloqueo"),
-    (["Número", "Teléfono", "DAYS_BLOCK"], "Teléfono", "DAYS_BLOCK"),  # "Número": last resort
-    (["Número", "Nombre"], "Número", None),
-])
-def test_header_matching(tmp_path: Path, headers: list[str], phone: str,
-                         days: str | None) -> None:
+@pytest.mark.parametrize(
+    ("headers", "phone", "days"),
+    [
+        (["Cédula", "Teléfono 1", "Días"], "Teléfono 1", "Días"),
+        (
+            ["Numero de cedula", "Celular cliente", "Bloqueo (días)"],
+            "Celular cliente",
+            "Bloqueo (días)",
+        ),
+        (["Teléfono fijo", "Celular"], "Celular", None),  # an exact name beats a prefix
+        (["WhatsApp", "Dias Bloqueo"], "WhatsApp", "Dias Bloqueo"),
+        (["Número", "Teléfono", "DAYS_BLOCK"], "Teléfono", "DAYS_BLOCK"),  # "Número": last resort
+        (["Número", "Nombre"], "Número", None),
+    ],
+)
+def test_header_matching(tmp_path: Path, headers: list[str], phone: str, days: str | None) -> None:
     path = tmp_path / "h.csv"
     with path.open("w", newline="", encoding="utf-8") as f:
         csv.writer(f).writerows([headers, ["1"] * len(headers)])
@@ -423,7 +481,10 @@ def test_sample_data_reads_as_its_readme_says() -> None:
     assert (csv_source.info.encoding, csv_source.info.delimiter) == ("cp1252", ";")
     sheet = csv_source.info.sheets[0]
     assert (sheet.header_row, sheet.phone_column, sheet.days_column) == (
-        3, "Teléfono", "Días de bloqueo")
+        3,
+        "Teléfono",
+        "Días de bloqueo",
+    )
     assert (sheet.rows, sheet.blank_rows) == (39, 1)
     assert (csv_rows[0].row, csv_rows[-1].row) == (4, 43)
     xlsx_source, xlsx_rows = read(root / "crm_export.xlsx")
@@ -451,3 +512,18 @@ def test_a_text_file_without_suffix_is_read(tmp_path: Path) -> None:
     path.write_text("telefono,dias\n3191234567,15\n", encoding="utf-8")
     rows = list(open_source(path, ReadOptions()).rows())
     assert [(r.row, r.phone, r.days) for r in rows] == [(2, "3191234567", "15")]
+
+
+def test_an_ods_cut_short_is_refused_not_read_for_ever(tmp_path: Path) -> None:
+    """calamine loops on a content.xml that stops mid-document (a truncated download)."""
+    source = zipfile.ZipFile(DATA / "calc.ods")
+    cut = tmp_path / "cut.ods"
+    with zipfile.ZipFile(cut, "w", zipfile.ZIP_DEFLATED) as out:
+        for name in source.namelist():
+            data = source.read(name)
+            out.writestr(
+                name, data[: data.index(b"<table:table-row>")] if name == "content.xml" else data
+            )
+    with pytest.raises(InputError, match="content.xml. is cut short"):
+        open_source(cut, ReadOptions())
+    assert len(list(open_source(DATA / "calc.ods", ReadOptions()).rows())) == 2

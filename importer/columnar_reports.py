@@ -1,0 +1,235 @@
+"""outcomes.csv, errors.csv and the outcome rows of outcomes.xlsx, from lines held as columns.
+
+The bulk path keeps a run's lines as pyarrow tables (``importer.columns.SheetLines``); writing
+them a cell at a time through the csv module would cost more than the rest of a big run. Here
+each page of lines becomes report text column by column, in C: ``reporter.safe_cell`` where a
+cell starts with a risky character, the csv module's quoting (a cell holding ``,`` ``"`` CR or LF
+is quoted, quotes doubled; a None is an empty cell; CRLF line ends), and for the workbook the
+``<row>`` elements of ``importer.xlsx_writer``. The bytes are the ones ``importer.reporter``
+writes from the journal (``tests/test_columnar_reports.py`` compares them).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from bisect import bisect_right
+from collections import Counter
+from collections.abc import Iterator
+from typing import IO
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from importer.columns import RunLines, SheetLines
+from importer.model import ATTENTION_STATUSES, OUTCOME_COLUMNS
+from importer.xlsx_writer import NUMBER_CELL, NUMERIC_XLSX_COLUMNS, TEXT_CELL
+
+__all__ = ["Written", "write_csvs", "xlsx_rows"]
+
+_PAGE = 8_192
+"""Lines rendered at a time: a page's cells and text are ~100 bytes a line, made and freed."""
+_RISKY_CHARS = b"=+-@\t\r"
+"""``reporter.RISKY_START``."""
+_RISKY_FIRST = pa.array(list(_RISKY_CHARS.decode()), pa.string())
+_PLAIN_NUMBER = r"^[+-]?[0-9]+(?:[.,][0-9]+)?$"
+"""``reporter._PLAIN_NUMBER``, whole."""
+_QUOTED_BYTES = b',"\r\n'
+"""What makes the csv module quote a cell (the excel dialect)."""
+_XML_SPECIAL = r"[&<>\r\x00-\x08\x0b\x0c\x0e-\x1f]"
+_XML_ILLEGAL = r"[\x00-\x08\x0b\x0c\x0e-\x1f]"
+_TEXT_COLUMNS = frozenset(
+    {"source_file", "sheet", "raw_phone", "raw_days", "telephone", "reason", "message"}
+)
+"""The cells the reporter makes safe (``Journal.rows``' text columns; ``status`` holds only
+Status values)."""
+_ERROR_SOURCES = ("raw_phone", "raw_days", "status", "reason", "message", "source_file", "sheet",
+                  "row", "part")  # fmt: skip
+_ATTENTION = pa.array(sorted(status.value for status in ATTENTION_STATUSES), pa.string())
+
+
+class Written:
+    """What was written: lines, and lines by (status, reason) as written (``reporter._Tally``)."""
+
+    def __init__(self) -> None:
+        self.lines = 0
+        self.pairs: Counter[tuple[str, str]] = Counter()
+
+    def count(self, status: pa.Array, reason: pa.Array) -> None:
+        self.lines += len(status)
+        grouped = pa.table({"status": status, "reason": reason}).group_by(["status", "reason"])
+        counted = grouped.aggregate([([], "count_all")])
+        for values in counted.to_pylist():
+            self.pairs[(values["status"], values["reason"])] += values["count_all"]
+
+
+def write_csvs(lines: RunLines, outcomes: IO[bytes], errors: IO[bytes]) -> Written:
+    """Write every line to ``outcomes`` and the lines that need attention to ``errors`` (both
+    opened binary, BOM and header already written); return what was written."""
+    written = Written()
+    for sheet, table in lines.pages(_PAGE):
+        cells = _csv_cells(sheet, table)
+        written.count(cells["status"], _safe(table.column("reason")))
+        outcomes.write(_joined([cells[name] for name in OUTCOME_COLUMNS]))
+        attention = pc.is_in(_column(sheet, table, "status"), value_set=_ATTENTION)
+        if pc.any(attention).as_py():
+            errors.write(_joined([_kept(cells[name], attention) for name in _ERROR_SOURCES]))
+    return written
+
+
+def xlsx_rows(lines: RunLines, written: Written) -> Iterator[memoryview]:
+    """The ``<row>`` elements of every line (UTF-8), page by page, counted into ``written``."""
+    for sheet, table in lines.pages(_PAGE):
+        cells = []
+        for name in OUTCOME_COLUMNS:
+            if name in NUMERIC_XLSX_COLUMNS:
+                cells.append(_xml_number(_column(sheet, table, name)))
+            else:
+                cells.append(_xml_text(_safe_column(sheet, table, name)))
+        written.count(_safe_column(sheet, table, "status"), _safe(table.column("reason")))
+        rows = pc.binary_join_element_wise("<row>", *cells, "</row>", "")
+        yield _data(rows)
+
+
+def _kept(cells: pa.Array | pa.Scalar, at: pa.Array) -> pa.Array | pa.Scalar:
+    return cells if isinstance(cells, pa.Scalar) else pc.filter(cells, at)
+
+
+def _column(sheet: SheetLines, table: pa.Table, name: str) -> pa.Array:
+    """Column ``name`` of the outcome columns, for every line of ``table``."""
+    if name in ("source_file", "sheet"):
+        value = sheet.source_file if name == "source_file" else sheet.sheet
+        return pc.take(pa.array([value], pa.string()), _zeros(table.num_rows))
+    if name == "batch" and "batch" not in table.column_names:
+        return pa.nulls(table.num_rows, pa.int64())
+    column = table.column(name)
+    return column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+
+
+def _zeros(size: int) -> pa.Array:
+    return pc.fill_null(pa.nulls(size, pa.int8()), 0)
+
+
+def _safe_column(sheet: SheetLines, table: pa.Table, name: str) -> pa.Array:
+    column = _column(sheet, table, name)
+    return _safe(column) if name in _TEXT_COLUMNS else column
+
+
+def _safe(column: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """``reporter.safe_cell`` of every cell: a leading ' where a spreadsheet would run it."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    if not _holds(column, _RISKY_CHARS):
+        return column
+    risky = pc.is_in(pc.utf8_slice_codeunits(column, 0, 1), value_set=_RISKY_FIRST)
+    if not pc.any(risky).as_py():
+        return column
+    some = pc.filter(column, risky)
+    escaped = pc.if_else(
+        pc.match_substring_regex(some, _PLAIN_NUMBER),
+        some,
+        pc.binary_join_element_wise("'", some, ""),
+    )
+    return pc.replace_with_mask(column, risky, escaped)
+
+
+def _holds(column: pa.Array, chars: bytes) -> bool:
+    """Whether any cell of a string column holds one of ``chars`` (ASCII), in one pass over
+    its bytes (memchr; most pages hold none: their cells need no per-cell look)."""
+    data = bytes(_data(column))
+    return any(data.find(char) >= 0 for char in chars)
+
+
+def _csv_cells(sheet: SheetLines, table: pa.Table) -> dict[str, pa.Array | pa.Scalar]:
+    """Every outcome column of ``table`` as the csv module writes its cells (the sheet's own
+    columns as one value)."""
+    cells: dict[str, pa.Array | pa.Scalar] = {}
+    for name in OUTCOME_COLUMNS:
+        if name in ("source_file", "sheet"):
+            value = sheet.source_file if name == "source_file" else sheet.sheet
+            cells[name] = pa.scalar(_csv_text(value, name), pa.string())
+        elif name in NUMERIC_XLSX_COLUMNS:
+            cells[name] = pc.fill_null(pc.cast(_column(sheet, table, name), pa.string()), "")
+        else:
+            cells[name] = _quoted(_safe_column(sheet, table, name))
+    return cells
+
+
+def _csv_text(value: str, name: str) -> str:
+    """One text cell as the csv module writes it (after safe_cell, as every text cell)."""
+    from importer.reporter import safe_cell
+
+    line = io.StringIO()
+    csv.writer(line).writerow([safe_cell(value) if name in _TEXT_COLUMNS else value, ""])
+    return line.getvalue()[: -len(",\r\n")]
+
+
+def _quoted(column: pa.Array) -> pa.Array:
+    """The csv module's quoting of every cell."""
+    needs = _cells_holding(column, _QUOTED_BYTES)
+    if needs is None:
+        return column
+    some = pc.filter(column, needs)
+    quoted = pc.binary_join_element_wise('"', pc.replace_substring(some, '"', '""'), '"', "")
+    return pc.replace_with_mask(column, needs, quoted)
+
+
+def _cells_holding(column: pa.Array, chars: bytes) -> pa.Array | None:
+    """Which cells of a string column hold one of ``chars`` (ASCII; None: none does), from a
+    search of its bytes (memchr): the few found are placed among the cells by their offsets."""
+    data = bytes(_data(column))
+    found = []
+    for char in chars:
+        at = data.find(char)
+        while at >= 0:
+            found.append(at)
+            at = data.find(char, at + 1)
+    if not found:
+        return None
+    offsets = memoryview(column.buffers()[1]).cast("i")
+    offsets = offsets[column.offset : column.offset + len(column) + 1]
+    first = offsets[0]
+    cells = sorted({bisect_right(offsets, first + at) - 1 for at in found})
+    positions = pc.subtract(
+        pc.cumulative_sum(pc.fill_null(pa.nulls(len(column), pa.int64()), 1)), 1
+    )
+    return pc.is_in(positions, value_set=pa.array(cells, pa.int64()))
+
+
+def _joined(cells: list[pa.Array | pa.Scalar]) -> memoryview:
+    """The lines of ``cells`` (a column, or one value for all, each): comma-separated,
+    CRLF-ended, as bytes."""
+    *first, last = cells  # the last cell is a column (batch, part)
+    ended = pc.binary_join_element_wise(last, "\r\n", "")
+    return _data(pc.binary_join_element_wise(*first, ended, ","))
+
+
+def _data(lines: pa.Array) -> memoryview:
+    """The bytes of a string column end to end (its values buffer)."""
+    if not len(lines):
+        return memoryview(b"")
+    offsets = lines.buffers()[1]
+    first = int.from_bytes(offsets[4 * lines.offset : 4 * lines.offset + 4], "little")
+    last_at = 4 * (lines.offset + len(lines))
+    last = int.from_bytes(offsets[last_at : last_at + 4], "little")
+    return memoryview(lines.buffers()[2])[first:last]
+
+
+def _xml_text(column: pa.Array) -> pa.Array:
+    """Text cells as ``xlsx_writer`` writes them: escaped inline strings, "" an empty cell."""
+    special = pc.match_substring_regex(column, _XML_SPECIAL)
+    if pc.any(special).as_py():
+        some = pc.replace_substring_regex(pc.filter(column, special), _XML_ILLEGAL, "\ufffd")
+        for char, entity in (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;"), ("\r", "&#13;")):
+            some = pc.replace_substring(some, char, entity)
+        column = pc.replace_with_mask(column, special, some)
+    before, after = TEXT_CELL.split("{}")
+    cell = pc.binary_join_element_wise(before, column, after, "")
+    return pc.if_else(pc.equal(column, ""), "<c/>", cell)
+
+
+def _xml_number(column: pa.Array) -> pa.Array:
+    """Number cells as ``xlsx_writer`` writes them: ``<c><v>N</v></c>``, None an empty cell."""
+    before, after = NUMBER_CELL.split("{}")
+    cell = pc.binary_join_element_wise(before, pc.cast(column, pa.string()), after, "")
+    return pc.fill_null(cell, "<c/>")

@@ -1,0 +1,175 @@
+"""The columnar records of the bulk path: ``RowColumns`` (reader -> validator) and the lines.
+
+``RowColumns`` holds what a run of ``RawRow``s of one sheet holds, as pyarrow columns;
+``importer.columnar_validator`` turns it into a table of outcome lines (``LINE_SCHEMA``: the
+``OUTCOME_COLUMNS`` but ``source_file``, ``sheet`` and ``batch``), kept with its sheet in a
+``SheetLines``. ``importer.model`` keeps the row-at-a-time records; these say the same thing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from importer.journal import LineCounts
+from importer.model import CellValue, RawRow, Reason, Status
+
+__all__ = ["BATCH_ROWS", "LINE_SCHEMA", "Duplicates", "RowColumns", "RunLines", "SheetLines"]
+
+BATCH_ROWS = 65_536
+"""Rows per batch: big enough that the work per column pays, small enough to stay in cache."""
+
+LINE_SCHEMA = pa.schema(
+    [
+        ("row", pa.int64()),
+        ("part", pa.int64()),
+        ("raw_phone", pa.string()),
+        ("raw_days", pa.string()),
+        ("telephone", pa.string()),
+        ("days_block", pa.int64()),
+        ("status", pa.string()),
+        ("reason", pa.string()),
+        ("message", pa.string()),
+    ]
+)
+"""The outcome columns of one sheet's lines (``source_file``, ``sheet`` are the sheet's; ``batch``
+is null until a batch is sent)."""
+
+
+@dataclass
+class RowColumns:
+    """Consecutive rows of one sheet of one input, as columns: what ``RawRow``s would hold.
+
+    ``phones[i]`` is the phone cell as text: the cell itself when it is text, the digits of a
+    whole number as ``validator.format_cell`` writes them (0 to 10**15 for a float, below
+    10**18 for an int), "" for an empty cell; null for any other cell. ``cells`` holds the
+    original of every phone cell that is not text, by position. ``days`` is a string column
+    (text files), the cells themselves (workbooks), or None when the sheet has no days column.
+    """
+
+    source_file: str
+    sheet: str
+    rows: pa.Array
+    phones: pa.Array
+    days: pa.Array | list[CellValue] | None
+    cells: dict[int, CellValue] = field(default_factory=dict)
+
+    def raw_row(self, at: int) -> RawRow:
+        """Row ``at`` of the batch as the reader's ``RawRow``."""
+        phone = self.cells[at] if at in self.cells else self.phones[at].as_py()
+        days = self.days
+        if days is None:
+            day: CellValue = None
+        elif isinstance(days, list):
+            day = days[at]
+        else:
+            day = days[at].as_py()
+        return RawRow(self.source_file, self.sheet, self.rows[at].as_py(), phone, day)
+
+
+@dataclass
+class SheetLines:
+    """The outcome lines of a run of rows of one sheet (``LINE_SCHEMA``), in line order."""
+
+    source_file: str
+    sheet: str
+    table: pa.Table
+
+
+@dataclass
+class Duplicates:
+    """The duplicate lines of a run (``importer.duplicates``): their places among the run's
+    lines (0 first, ascending, int64) and their messages. Every one of them was ``ready``."""
+
+    lines: pa.Array
+    messages: pa.Array
+
+    @classmethod
+    def none(cls) -> Duplicates:
+        return cls(pa.array([], pa.int64()), pa.array([], pa.string()))
+
+
+@dataclass
+class RunLines:
+    """Every outcome line of a run, sheet by sheet in line order (line ids 1, 2, ... in the
+    journal), as the bulk path loaded them. The tables are as judged; ``duplicates`` says which
+    lines are duplicates (``pages`` gives the lines as they stand)."""
+
+    sheets: list[SheetLines]
+    duplicates: Duplicates = field(default_factory=Duplicates.none)
+
+    @property
+    def count(self) -> int:
+        """How many lines."""
+        return sum(sheet.table.num_rows for sheet in self.sheets)
+
+    def pages(self, size: int) -> Iterator[tuple[SheetLines, pa.Table]]:
+        """The lines as they stand, ``size`` at a time: (their sheet, their table)."""
+        start = 0
+        for sheet in self.sheets:
+            for at in range(0, sheet.table.num_rows, size):
+                table = sheet.table.slice(at, size).combine_chunks()
+                yield sheet, self._marked(table, start + at)
+            start += sheet.table.num_rows
+
+    def _marked(self, table: pa.Table, start: int) -> pa.Table:
+        """``table`` (lines from ``start`` on) with its duplicates marked."""
+        lines = self.duplicates.lines
+        inside = pc.and_(pc.greater_equal(lines, start), pc.less(lines, start + table.num_rows))
+        if not pc.any(inside).as_py():
+            return table
+        local = pc.subtract(pc.filter(lines, inside), start)
+        mask = pc.is_in(_positions(table.num_rows), value_set=local)
+        count = len(local)
+        values = {
+            "status": pa.array([Status.DUPLICATE.value] * count, pa.string()),
+            "reason": pa.array([Reason.DUPLICATE] * count, pa.string()),
+            "message": pc.filter(self.duplicates.messages, inside),
+        }
+        for name, value in values.items():
+            at = table.schema.get_field_index(name)
+            table = table.set_column(at, name, pc.replace_with_mask(table.column(at), mask, value))
+        return table
+
+    def rows(self) -> int:
+        """How many distinct (source_file, sheet, row) the lines come from (``Journal.distinct_rows``)."""
+        by_sheet: dict[tuple[str, str], list[pa.ChunkedArray]] = {}
+        for sheet in self.sheets:
+            by_sheet.setdefault((sheet.source_file, sheet.sheet), []).append(sheet.table["row"])
+        return sum(
+            pc.count_distinct(
+                pa.chunked_array([c for column in columns for c in column.chunks], pa.int64())
+            ).as_py()
+            for columns in by_sheet.values()
+        )
+
+    def counts(self) -> LineCounts:
+        """``{"lines", "by_status", "by_reason"}`` as ``Journal.counts`` gives them."""
+        by_status = {status.value: 0 for status in Status}
+        by_reason: dict[str, int] = {}
+        for sheet in self.sheets:
+            grouped = sheet.table.group_by(["status", "reason"]).aggregate([([], "count_all")])
+            for values in grouped.to_pylist():
+                count = values["count_all"]
+                by_status[values["status"]] = by_status.get(values["status"], 0) + count
+                by_reason[values["reason"]] = by_reason.get(values["reason"], 0) + count
+        duplicates = len(self.duplicates.lines)
+        if duplicates:  # every duplicate was a ready line (reason valid)
+            by_status[Status.READY.value] -= duplicates
+            by_status[Status.DUPLICATE.value] += duplicates
+            by_reason[Reason.VALID] -= duplicates
+            by_reason[Reason.DUPLICATE] = by_reason.get(Reason.DUPLICATE, 0) + duplicates
+            by_reason = {reason: count for reason, count in by_reason.items() if count}
+        return LineCounts(
+            lines=sum(by_status.values()),
+            by_status=by_status,
+            by_reason=dict(sorted(by_reason.items())),
+        )
+
+
+def _positions(size: int) -> pa.Array:
+    """0, 1, ... size - 1."""
+    return pc.subtract(pc.cumulative_sum(pc.fill_null(pa.nulls(size, pa.int64()), 1)), 1)

@@ -1,0 +1,275 @@
+"""Put a run's lines, held as columns, into its journal: the bulk path's last step of the load.
+
+The lines go in in line order, so that their ids are 1, 2, ... as ``Journal.add_outcomes`` gives
+them. A few lines go in through ``Journal.add_outcomes`` itself. Many go in from a second
+process (``python -m importer.line_loader JOURNAL``) that reads them as an Arrow stream on its
+standard input and appends them with the ADBC SQLite driver, which binds whole columns in C:
+a million lines cost the journal ~7 s through Python's sqlite3 module and ~2.5 s this way, on
+the other core, while this process goes on judging rows. The journal is a WAL-mode SQLite file,
+so the second process is one more connection to it, in its own transaction: if it fails,
+nothing of it is kept, and the lines go in through ``add_outcomes`` instead (which raises
+JournalError if the journal cannot take them). The run's own connection writes nothing
+meanwhile.
+
+``read_back`` takes again from the journal what sending changes in the lines.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import suppress
+from itertools import islice
+from pathlib import Path
+from queue import SimpleQueue
+from types import TracebackType
+from typing import IO, Self
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from importer.columns import LINE_SCHEMA, Duplicates, RunLines, SheetLines
+from importer.errors import JournalError
+from importer.journal import Journal
+from importer.model import OUTCOME_COLUMNS, Outcome, Reason, Status
+
+__all__ = ["LineWriter", "read_back"]
+
+log = logging.getLogger("importer")
+
+SECOND_PROCESS_LINES = 50_000
+"""From this many lines a second process stores them (below, starting it costs more)."""
+_STATUSES = {status.value: status for status in Status}
+_SCHEMA = pa.schema(
+    [
+        pa.field(name, pa.int64() if name == "batch" else LINE_SCHEMA.field(name).type)
+        if name not in ("source_file", "sheet")
+        else pa.field(name, pa.string())
+        for name in OUTCOME_COLUMNS
+    ]
+)
+"""The columns of the journal's ``lines`` table (but its id), as the second process gets them."""
+
+
+class LineWriter:
+    """Append lines to a new run's journal as they are judged; ``close`` waits until they are in.
+
+    >>> with LineWriter(journal) as writer:  # doctest: +SKIP
+    ...     writer.add(sheet_lines)
+    """
+
+    def __init__(self, journal: Journal) -> None:
+        self._journal = journal
+        self._added: list[SheetLines] = []
+        self._count = 0
+        self._child: _Child | None = None
+
+    def add(self, lines: SheetLines) -> None:
+        """Queue the lines of one batch (they go in after every line added before them), as
+        they are now (a table is never changed in place; ``lines.table`` may be replaced)."""
+        lines = SheetLines(lines.source_file, lines.sheet, lines.table)
+        self._added.append(lines)
+        self._count += lines.table.num_rows
+        if self._child is not None:
+            self._child.send(lines)
+        elif self._count >= SECOND_PROCESS_LINES and _can_start():
+            self._child = _Child(self._journal.path)
+            for added in self._added:
+                self._child.send(added)
+
+    def close(self, duplicates: Duplicates) -> int:
+        """Wait until every line added is in the journal, ``duplicates`` marked (their places
+        counted from the first line added); return how many lines were added."""
+        before = self._journal.line_count()
+        if self._child is not None:
+            child, self._child = self._child, None
+            try:
+                child.finish(_updates(duplicates, before + 1))
+            except JournalError as exc:  # its transaction was rolled back: store them here
+                log.warning("%s; storing them in this process", exc)
+        if self._journal.line_count() == before:
+            self._journal.add_outcomes(_outcomes(self._added))
+            self._journal.set_lines(
+                (before + 1 + at, Status.DUPLICATE, Reason.DUPLICATE, message)
+                for at, message in zip(
+                    duplicates.lines.to_pylist(), duplicates.messages.to_pylist(), strict=True
+                )
+            )
+        stored = self._journal.line_count() - before
+        if stored != self._count:
+            raise JournalError(
+                f"run journal {self._journal.path}: {self._count} lines were judged but "
+                f"{stored} stored (this is a bug)"
+            )
+        return stored
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._child is not None:
+            self._child.kill()
+
+
+def _can_start() -> bool:
+    """Whether the ADBC SQLite driver is there (else every line goes in through sqlite3)."""
+    return importlib.util.find_spec("adbc_driver_sqlite") is not None
+
+
+def _outcomes(sheets: Sequence[SheetLines]) -> Iterator[Outcome]:
+    for sheet in sheets:
+        columns = [sheet.table.column(name).to_pylist() for name in LINE_SCHEMA.names]
+        for row, part, phone, days, telephone, block, status, reason, message in zip(
+            *columns, strict=True
+        ):
+            yield Outcome(
+                sheet.source_file, sheet.sheet, row, part, phone, days, telephone, block,
+                _STATUSES[status], reason, message,
+            )  # fmt: skip
+
+
+def _record_batch(lines: SheetLines) -> pa.RecordBatch:
+    """The lines of one batch with every column of the journal's ``lines`` table."""
+    table = lines.table
+    size = table.num_rows
+    constant = {"source_file": lines.source_file, "sheet": lines.sheet}
+    columns = []
+    for name in OUTCOME_COLUMNS:
+        if name in constant:
+            columns.append(pa.array([constant[name]] * size, pa.string()))
+        elif name == "batch":
+            columns.append(pa.nulls(size, pa.int64()))
+        else:
+            columns.append(table.column(name).combine_chunks())
+    return pa.RecordBatch.from_arrays(columns, schema=_SCHEMA)
+
+
+_END = b"\xff\xff\xff\xff\x00\x00\x00\x00"
+"""The end of an Arrow IPC stream."""
+_UPDATES = pa.schema([("message", pa.string()), ("id", pa.int64())])
+"""The second stream: the duplicates' messages and line ids."""
+_UPDATE = "UPDATE lines SET status = 'duplicate', reason = 'duplicate', message = ? WHERE id = ?"
+
+
+def _updates(duplicates: Duplicates, first: int) -> pa.RecordBatch:
+    ids = pc.add(duplicates.lines, first)
+    return pa.RecordBatch.from_arrays([duplicates.messages, ids], schema=_UPDATES)
+
+
+def _command(journal: Path) -> list[str]:
+    """The second process's command line."""
+    return [sys.executable, "-m", "importer.line_loader", str(journal)]
+
+
+class _Child:
+    """The second process, fed by a thread of this one (so that judging never waits on it).
+
+    Its standard input gets two Arrow IPC streams: the lines, then the duplicates to mark.
+    """
+
+    def __init__(self, journal: Path) -> None:
+        self._process = subprocess.Popen(
+            _command(journal),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        self._queue: SimpleQueue[SheetLines | pa.RecordBatch] = SimpleQueue()
+        self._failed: BaseException | None = None
+        self._thread = threading.Thread(target=self._feed, name="dnc-line-loader", daemon=True)
+        self._thread.start()
+
+    def send(self, lines: SheetLines) -> None:
+        self._queue.put(lines)
+
+    def _feed(self) -> None:
+        stdin = self._process.stdin
+        assert stdin is not None
+        try:
+            stdin.write(_SCHEMA.serialize())
+            while isinstance(lines := self._queue.get(), SheetLines):
+                stdin.write(_record_batch(lines).serialize())
+            stdin.write(_END + _UPDATES.serialize() + lines.serialize() + _END)
+        except (OSError, ValueError, pa.ArrowException) as exc:  # the process says why
+            self._failed = exc
+        finally:
+            with suppress(OSError):  # what is left in its buffer cannot go to a dead process
+                stdin.close()
+
+    def finish(self, updates: pa.RecordBatch) -> None:
+        """Mark ``updates`` as duplicates, and wait for the process to commit everything."""
+        self._queue.put(updates)
+        self._thread.join()
+        self._process.stdin = None  # the feeding thread closed it
+        out, err = self._process.communicate()
+        if self._process.returncode != 0 or self._failed is not None:
+            why = (err.decode(errors="replace").strip().splitlines() or ["no message"])[-1]
+            raise JournalError(f"the lines could not be stored in the run journal ({why})")
+        del out
+
+    def kill(self) -> None:
+        self._process.kill()
+        self._process.wait()
+        self._queue.put(_updates(Duplicates.none(), 0))
+        self._thread.join()
+
+
+def _store(journal: str, stream: IO[bytes]) -> int:
+    """The second process: append the lines of an Arrow stream to ``journal``'s ``lines``, then
+    mark the duplicates of the second stream, in one transaction."""
+    import adbc_driver_sqlite.dbapi as adbc
+
+    with adbc.connect(journal, autocommit=True) as connection, connection.cursor() as cursor:
+        cursor.execute("PRAGMA synchronous = OFF")  # as the run's own connection while loading
+        cursor.execute("PRAGMA busy_timeout = 10000")
+        cursor.execute("BEGIN IMMEDIATE")
+        stored = 0
+        try:
+            for batch in pa.ipc.open_stream(stream):
+                cursor.adbc_ingest("lines", batch, mode="append")
+                stored += batch.num_rows
+            updates = pa.ipc.open_stream(stream).read_all()
+            if updates.num_rows:
+                cursor.executemany(_UPDATE, updates)
+        except BaseException:
+            cursor.execute("ROLLBACK")
+            raise
+        cursor.execute("COMMIT")
+    return stored
+
+
+_CHANGED = ("status", "reason", "message", "batch")
+"""The columns of a line that sending (and the ledger's skip) may change."""
+
+
+def read_back(lines: RunLines, journal: Journal) -> None:
+    """Take ``_CHANGED`` of every line from the journal (where the lines are, in line order)."""
+    rows = journal.rows(_CHANGED)
+    for sheet in lines.sheets:
+        size = sheet.table.num_rows
+        status, reason, message, batch = zip(*islice(rows, size), strict=True) if size else [()] * 4
+        table = sheet.table
+        for name, values in (("status", status), ("reason", reason), ("message", message)):
+            table = table.set_column(
+                table.schema.get_field_index(name), name, pa.array(values, pa.string())
+            )
+        if "batch" in table.column_names:
+            table = table.drop_columns(["batch"])
+        sheet.table = table.append_column("batch", pa.array(batch, pa.int64()))
+    if next(rows, None) is not None:
+        raise JournalError(f"run journal {journal.path} holds more lines than the run read")
+    lines.duplicates = Duplicates.none()  # the journal's statuses hold them now
+
+
+if __name__ == "__main__":
+    print(json.dumps({"lines": _store(sys.argv[1], sys.stdin.buffer)}))

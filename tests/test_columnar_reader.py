@@ -1,0 +1,167 @@
+"""``Source.columns()`` hands on exactly the rows of ``Source.rows()``, with the same counts.
+
+Text files the csv module reads one record per line are split by pyarrow
+(``importer.columnar_reader.text_columns``); the others, and workbooks, are ``rows()`` grouped.
+Hypothesis writes text files of every shape the split must agree on: blank and whitespace-only
+lines (Unicode whitespace too), short and long lines, LF or CRLF ends, a last line with or
+without its end, UTF-8 with or without BOM, cp1252, every delimiter, quotes (read by the csv
+module then), and parts of the file split apart.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from importer import columnar_reader
+from importer.config import ReadOptions
+from importer.errors import InputError
+from importer.model import CellValue
+from importer.reader import open_source
+
+DATA = Path(__file__).resolve().parent / "data"
+ROOT = Path(__file__).resolve().parent.parent
+
+Row = tuple[str, str, int, CellValue, CellValue]
+
+
+def both_ways(
+    path: Path, options: ReadOptions
+) -> tuple[list[Row], list[Row], list[tuple[int, int]]]:
+    """(rows by ``rows()``, rows by ``columns()``, the sheet counts) — asserting the counts agree."""
+    source = open_source(path, options)
+    expected = [(r.source_file, r.sheet, r.row, r.phone, r.days) for r in source.rows()]
+    counts = [(sheet.rows, sheet.blank_rows) for sheet in source.info.sheets]
+    source = open_source(path, options)
+    found: list[Row] = []
+    for batch in source.columns():
+        for at in range(len(batch.rows)):
+            row = batch.raw_row(at)
+            found.append((row.source_file, row.sheet, row.row, row.phone, row.days))
+    assert [(sheet.rows, sheet.blank_rows) for sheet in source.info.sheets] == counts
+    return expected, found, counts
+
+
+_FIELD = st.text(
+    st.sampled_from(list("0123456789 +-()x;,|\tab") + ["\u00a0", "\u2003", "\x1c", "é", "\u3000"]),
+    max_size=12,
+)
+
+
+@st.composite
+def _text_file(draw: st.DrawFn) -> tuple[bytes, str]:
+    delimiter = draw(st.sampled_from([";", ",", "\t", "|"]))
+    end = draw(st.sampled_from(["\n", "\r\n"]))
+    lines = [delimiter.join(["telefono", "dias", "nombre"])]
+    for _ in range(draw(st.integers(1, 30))):
+        kind = draw(st.sampled_from(["row", "row", "row", "blank", "spaces", "short", "long"]))
+        if kind == "blank":
+            lines.append("")
+        elif kind == "spaces":
+            lines.append(draw(st.sampled_from([" ", "\t", "\u00a0", " " + delimiter + " "])))
+        elif kind == "short":
+            lines.append(draw(_FIELD))
+        else:
+            width = 3 if kind == "row" else draw(st.integers(4, 7))
+            lines.append(delimiter.join(draw(_FIELD) for _ in range(width)))
+    if draw(st.integers(0, 9)) == 0:
+        lines.insert(draw(st.integers(1, len(lines))), 'a "quoted" cell')  # the csv module reads it
+    text = end.join(lines) + draw(st.sampled_from([end, end, ""]))
+    encoding = draw(st.sampled_from(["utf-8", "utf-8-sig", "cp1252"]))
+    return text.encode(encoding, errors="replace"), delimiter
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=_text_file(), split=st.sampled_from([7, 64, 1 << 20]))
+@example(case=(b"telefono;dias\n3191234567;30\n\n ; \n3001234567\n", ";"), split=1 << 20)
+@example(case=(b"telefono;dias\r\n3191234567;30\r\n\xa0\r\n", ";"), split=9)
+def test_columns_give_the_rows_of_rows(case: tuple[bytes, str], split: int) -> None:
+    data, delimiter = case
+    with tempfile.TemporaryDirectory() as folder, pytest.MonkeyPatch.context() as patch:
+        patch.setattr(columnar_reader, "_READ_BYTES", split)
+        path = Path(folder) / "numbers.csv"
+        path.write_bytes(data)
+        try:
+            expected, found, _counts = both_ways(path, ReadOptions(delimiter=delimiter))
+        except InputError:
+            return  # no data rows: refused when opened, before any row is read
+        assert found == expected
+
+
+def test_the_split_reads_one_record_per_line_files_only(tmp_path: Path) -> None:
+    """A quote anywhere, or mixed line ends, and the csv module reads the file."""
+    simple = tmp_path / "simple.csv"
+    simple.write_bytes(b"telefono;dias\r\n3191234567;30\r\n")
+    assert open_source(simple, ReadOptions())._line_ends == "\r\n"  # type: ignore[attr-defined]
+    for name, data in (("quoted.csv", b'telefono;dias\n"319 123 4567";30\n'),
+                       ("mixed.csv", b"telefono;dias\r\n3191234567;30\n")):  # fmt: skip
+        path = tmp_path / name
+        path.write_bytes(data)
+        assert open_source(path, ReadOptions())._line_ends is None  # type: ignore[attr-defined]
+        expected, found, _ = both_ways(path, ReadOptions())
+        assert found == expected
+
+
+def test_a_line_the_csv_module_refuses_raises_its_error(tmp_path: Path) -> None:
+    path = tmp_path / "wide.csv"
+    path.write_bytes(
+        b"telefono;dias\n" + b"3191234567;30\n" * 40 + b";" * 20_000 + b"\n3001234567;30\n"
+    )
+    messages = []
+    for read in ("rows", "columns"):
+        source = open_source(path, ReadOptions())
+        with pytest.raises(InputError) as caught:
+            list(getattr(source, read)())
+        messages.append(str(caught.value))
+    assert messages[0] == messages[1]
+    assert "line 42 has 20,001 columns" in messages[0]
+
+
+def test_a_field_past_the_csv_limit_raises_its_error(tmp_path: Path) -> None:
+    path = tmp_path / "long.csv"
+    path.write_bytes(b"telefono;dias\n" + b"3191234567;30\n" * 40 + b"9" * 200_000 + b";30\n")
+    messages = []
+    for read in ("rows", "columns"):
+        source = open_source(path, ReadOptions())
+        with pytest.raises(InputError) as caught:
+            list(getattr(source, read)())
+        messages.append(str(caught.value))
+    assert messages[0] == messages[1]
+    assert "line 42: field larger than field limit" in messages[0]
+
+
+@pytest.mark.parametrize(
+    "name",
+    sorted(
+        p.name
+        for p in DATA.iterdir()
+        if p.suffix in {".csv", ".txt", ".tsv", ".xlsx", ".xls", ".ods"}
+    ),
+)
+def test_every_test_file_reads_the_same(name: str) -> None:
+    try:
+        expected, found, _ = both_ways(DATA / name, ReadOptions())
+    except InputError:
+        return  # refused when opened (the gallery's bad files)
+    assert found == expected
+
+
+def test_the_whitespace_list_is_pythons() -> None:
+    every = "".join(chr(c) for c in range(sys.maxunicode + 1) if chr(c).isspace())
+    assert columnar_reader._WHITESPACE == every
+
+
+def test_a_workbook_sheet_is_parsed_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sheet calamine parsed to find the header is the one read (parsing is most of it)."""
+    source = open_source(ROOT / "sample_data" / "crm_export.xlsx", ReadOptions())
+    monkeypatch.setattr("importer.reader._load", _no_load)
+    assert len(list(source.columns())) >= 1
+
+
+def _no_load(*args: object) -> None:
+    raise AssertionError("the workbook was opened again")
