@@ -41,7 +41,7 @@ from importer.config import (
 )
 from importer.configfile import expand_inputs, load_config
 from importer.credentials import TOKEN_ENV, load_token
-from importer.errors import ExitCode, ImporterError, UsageError
+from importer.errors import ExitCode, ImporterError, SendStopped, UsageError
 from importer.ledger import default_ledger_path
 from importer.model import BatchResult
 from importer.nightly import ScheduledRequest, run_scheduled
@@ -54,11 +54,37 @@ F = TypeVar("F", bound=Callable[..., Any])
 SAMPLE_PATTERNS = ("*.csv", "*.xlsx", "*.xls", "*.ods", "*.tsv", "*.txt")
 
 
+class Began:
+    """The run that began: its rows are all in its journal and it is about to send, or sending.
+
+    From then on an error (a full disk, a journal or ledger that cannot be written) does not
+    mean "nothing was sent, fix and run again" (exit 2) but "stopped, resume it" (exit 3): the
+    run folder holds numbers that only ``dnc-import resume`` will send.
+    """
+
+    def __init__(self, run_id: str | None = None) -> None:
+        self.run_id = run_id
+        self.active = False
+
+    def loaded(self, run_id: str) -> None:
+        """The core's ``on_loaded`` hook."""
+        self.run_id, self.active = run_id, True
+
+    def hint(self) -> str:
+        """What to add to an error's line once the run began."""
+        run_id = self.run_id or "RUN_ID"
+        return (
+            f"; run {run_id} had begun sending: nothing is lost (its journal holds every line), "
+            f"once that is fixed `dnc-import resume {run_id}` finishes it"
+        )
+
+
 class BarProgress:
     """tqdm bars on stderr, only when stderr is a terminal (never under cron or CI)."""
 
-    def __init__(self, enabled: bool) -> None:
+    def __init__(self, enabled: bool, began: Began | None = None) -> None:
         self.enabled = enabled
+        self.began = began
         self._read: tqdm[Any] | None = None
         self._send: tqdm[Any] | None = None
 
@@ -70,6 +96,8 @@ class BarProgress:
         self._read.update(count)
 
     def sending(self, numbers: int) -> None:
+        if self.began is not None:
+            self.began.active = True
         self._close_read()
         if self.enabled:
             self._send = tqdm(total=numbers, desc="sending", unit=" numbers", file=sys.stderr)
@@ -102,23 +130,38 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
 
 
 @contextmanager
-def _errors(verbose: bool, token: Token | None = None) -> Iterator[None]:
-    """Turn every error into one line `Error: ...` and its documented exit code."""
+def _errors(
+    verbose: bool, token: Token | None = None, began: Began | None = None
+) -> Iterator[None]:
+    """Turn every error into one line `Error: ...` and its documented exit code.
+
+    Once a run began (``began.active``), an error that would say "nothing was sent" (exit 2)
+    stops the run instead: exit 3 and how to resume it.
+    """
     try:
         yield
     except ImporterError as exc:
-        _fail(str(exc), exc.exit_code, verbose, token)
+        code, message = exc.exit_code, str(exc)
+        if began is not None and began.active and not isinstance(exc, SendStopped):
+            code, message = ExitCode.STOPPED, message + began.hint()
+        _fail(message, code, verbose, token)
     except KeyboardInterrupt:
-        _fail(
-            "interrupted: nothing more is sent; a run that had begun sending is finished by "
-            "`dnc-import resume RUN_ID`",
-            ExitCode.STOPPED,
-            verbose,
-            token,
-        )
+        if began is not None and began.active and began.run_id is not None:
+            message = (
+                f"interrupted: nothing more is sent; nothing is lost: "
+                f"`dnc-import resume {began.run_id}` finishes run {began.run_id}"
+            )
+        else:
+            message = (
+                "interrupted: nothing more is sent; a run that had begun sending is finished "
+                "by `dnc-import resume RUN_ID`"
+            )
+        _fail(message, ExitCode.STOPPED, verbose, token)
     except Exception as exc:  # noqa: BLE001 - a bug: one line, the traceback behind --verbose
+        hint = began.hint() if began is not None and began.active else ""
         _fail(
-            f"unexpected {type(exc).__name__}: {exc} (run again with --verbose for the traceback)",
+            f"unexpected {type(exc).__name__}: {exc} (run again with --verbose for the "
+            f"traceback){hint}",
             ExitCode.STOPPED,
             verbose,
             token,
@@ -194,8 +237,15 @@ def run(ctx: click.Context, /, files: tuple[str, ...], dry_run: bool, **given: A
             raise UsageError(
                 "no input files: name them (dnc-import run FILE...), or give --config or --inbox"
             )
+    began = Began()
+    on_loaded = began.loaded if send is not None else None  # a dry run leaves nothing to resume
     if not scheduled:
-        result = _execute(lambda progress: run_import(request, progress), opts, token)
+        result = _execute(
+            lambda progress: run_import(request, progress, on_loaded=on_loaded),
+            opts,
+            token,
+            began,
+        )
         sys.exit(int(result.exit_code))
     job = ScheduledRequest(
         run=request,
@@ -203,8 +253,9 @@ def run(ctx: click.Context, /, files: tuple[str, ...], dry_run: bool, **given: A
         force=bool(opts["force"]),
         keep_days=opts["keep_days"],
         token=token,
+        on_loaded=on_loaded,
     )
-    sys.exit(int(_execute_scheduled(job, opts, token)))
+    sys.exit(int(_execute_scheduled(job, opts, token, began)))
 
 
 def _config_id(path: Path) -> str:
@@ -217,13 +268,13 @@ def _ledger_path(state_dir: Path | None) -> Path:
 
 
 def _execute_scheduled(
-    job: ScheduledRequest, opts: dict[str, Any], token: Token | None
+    job: ScheduledRequest, opts: dict[str, Any], token: Token | None, began: Began | None = None
 ) -> ExitCode:
     verbose, quiet = bool(opts["verbose"]), bool(opts["quiet"])
     progress = BarProgress(enabled=not quiet and sys.stderr.isatty())
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
-        with _errors(verbose, token):
+        with _errors(verbose, token, began):
             done = run_scheduled(job, progress)
     finally:
         progress.close()
@@ -252,13 +303,16 @@ def _execute_scheduled(
 
 
 def _execute(
-    job: Callable[[BarProgress], RunResult], opts: dict[str, Any], token: Token | None
+    job: Callable[[BarProgress], RunResult],
+    opts: dict[str, Any],
+    token: Token | None,
+    began: Began | None = None,
 ) -> RunResult:
     verbose, quiet = bool(opts["verbose"]), bool(opts["quiet"])
-    progress = BarProgress(enabled=not quiet and sys.stderr.isatty())
+    progress = BarProgress(enabled=not quiet and sys.stderr.isatty(), began=began)
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
-        with _errors(verbose, token):
+        with _errors(verbose, token, began):
             result = job(progress)
     finally:
         progress.close()
@@ -341,7 +395,9 @@ def resume(
         if run_sends(run_dir):
             token = load_token(token_file)
     opts: dict[str, Any] = {"verbose": verbose, "quiet": quiet, "as_json": as_json}
-    result = _execute(lambda progress: resume_import(run_dir, token, progress), opts, token)
+    # the resume of a sending run began once it sends again (BarProgress.sending)
+    began = Began(run_id) if token is not None else None
+    result = _execute(lambda progress: resume_import(run_dir, token, progress), opts, token, began)
     if result.nothing_to_do and not quiet:
         click.echo(f"run {run_id} had already finished: nothing left to send", err=True)
     sys.exit(int(result.exit_code))

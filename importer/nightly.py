@@ -56,6 +56,8 @@ class ScheduledRequest:
     """For resuming unfinished runs (the new run's token is in ``run.send``)."""
     settle: float = 5.0
     """An inbox file modified less than this many seconds ago is still being written."""
+    on_loaded: Callable[[str], None] | None = None
+    """Called with the new run's id once its rows are all in its journal (before sending)."""
 
 
 @dataclass
@@ -100,12 +102,12 @@ def run_scheduled(request: ScheduledRequest, progress: Progress | None = None) -
         inbox_files = _inbox_files(request, result, shown)
         inputs += [str(path) for path in inbox_files]
     if inputs:
-        on_loaded = None
+        hooks = [] if request.on_loaded is None else [request.on_loaded]
         if request.inbox is not None and inbox_files and request.run.send is not None:
             # a dry run leaves the inbox as it is: the files are still to be imported
-            on_loaded = _archiver(request, inbox_files, result)
+            hooks.insert(0, _archiver(request, inbox_files, result))
         run = replace(request.run, inputs=tuple(inputs))
-        result.run = run_import(run, shown, on_loaded=on_loaded)
+        result.run = run_import(run, shown, on_loaded=_each(hooks) if hooks else None)
     elif not result.resumed and not result.unreadable:
         shown.notice("nothing new to import")
     if request.keep_days is not None:
@@ -144,6 +146,14 @@ def _inbox_files(
             continue
         readable.append(path)
     return readable
+
+
+def _each(hooks: list[Callable[[str], None]]) -> Callable[[str], None]:
+    def call_each(run_id: str) -> None:
+        for hook in hooks:
+            hook(run_id)
+
+    return call_each
 
 
 def _archiver(

@@ -40,7 +40,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from datetime import date, datetime, timedelta
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -167,6 +167,8 @@ class RequestRecord:
     outcome: str
     """added, simultaneous, maintenance, drop, 5xx, 429, spurious-simultaneous, no-token,
     bad-token, quota, malformed, too-many, drop-after, garbage."""
+    stored: tuple[str, ...] = ()
+    """The telephones this request added to the list (outcomes added, drop-after, garbage)."""
 
 
 @dataclass(frozen=True)
@@ -178,6 +180,7 @@ class _Answer:
     content_type: str = "application/json"
     headers: tuple[tuple[str, str], ...] = ()
     records: int = 0
+    stored: tuple[str, ...] = ()
 
 
 class _Refused(Exception):
@@ -360,6 +363,11 @@ class Simulator:
         """Calls spent today on the configured token."""
         return self._quota_used
 
+    def new_day(self) -> None:
+        """The quota resets, as it does each day on Wolkvox (the list stays as it is)."""
+        with self._state:
+            self._quota_day, self._quota_used = date.today(), 0
+
     def requests(self) -> list[RequestRecord]:
         """Every add_dnc request, in the order their answers were decided."""
         with self._state:
@@ -405,8 +413,8 @@ class Simulator:
         if self._tmpdir is not None:
             shutil.rmtree(self._tmpdir, ignore_errors=True)
 
-    def _store(self, batch: list[tuple[str, int]]) -> tuple[int, int]:
-        """Adds the acceptable telephones; returns (added, rejected)."""
+    def _store(self, batch: list[tuple[str, int]]) -> tuple[str, ...]:
+        """Adds the acceptable telephones; returns those added."""
         now = datetime.now().isoformat(timespec="seconds")
         reject_existing = self.config.reject_existing
         with self._db_lock:
@@ -427,8 +435,9 @@ class Simulator:
                     "INSERT OR REPLACE INTO dnc (telephone, days_block, added_at) VALUES (?, ?, ?)",
                     rows,
                 )
-            self._received.extend(row[0] for row in rows)
-        return len(rows), len(batch) - len(rows)
+            stored = tuple(row[0] for row in rows)
+            self._received.extend(stored)
+        return stored
 
     def _existing(self, telephones: list[str]) -> set[str]:
         found: set[str] = set()
@@ -478,6 +487,7 @@ class Simulator:
                 answer.records,
                 answer.status,
                 answer.outcome,
+                answer.stored,
             )
             with self._state:
                 self._records.append(record)
@@ -514,12 +524,13 @@ class Simulator:
             batch = self._parse_batch(body)
         except _Refused as refused:
             return refused.answer
-        added, rejected = self._store(batch)
+        stored = self._store(batch)
         if draws.drop_after < faults.drop_after_rate:
-            return _Answer(0, b"", "drop-after", records=len(batch))
+            return _Answer(0, b"", "drop-after", records=len(batch), stored=stored)
         if draws.garbage < faults.garbage_rate:
-            return _Answer(200, _GARBAGE, "garbage", records=len(batch))
-        return self._success(added, rejected, len(batch))
+            return _Answer(200, _GARBAGE, "garbage", records=len(batch), stored=stored)
+        answer = self._success(len(stored), len(batch) - len(stored), len(batch))
+        return replace(answer, stored=stored)
 
     def _infrastructure_fault(self, call: int, draws: _Draws) -> None:
         faults = self.config.faults

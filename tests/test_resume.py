@@ -348,7 +348,7 @@ def test_sigterm_mid_request_stops_with_exit_3_and_resumes(
     assert process.returncode == ExitCode.STOPPED, stderr
     assert len(run_dirs(reports)) == 1, (stdout, stderr, sim.calls, sim.requests())
     [run_dir] = run_dirs(reports)
-    assert stdout.decode() == f"run_id: {run_dir.name}\n"
+    assert stdout.decode() == f"run_id: {run_dir.name}\n", stderr
     summary = read_summary(run_dir)
     assert summary["exit_code"] == 3
     assert summary["stopped"]["reason"] == "interrupted"
