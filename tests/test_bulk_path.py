@@ -82,6 +82,15 @@ def _both(
         assert results["bulk"][name] == data, name
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _benchmark_files() -> None:
+    """The 300-row benchmark inputs (git-ignored): generated, deterministically, when missing."""
+    from benchmarks import generate
+
+    generate.ensure("csv", 300, ROOT / "benchmarks" / "data")
+    generate.ensure("xlsx", 300, ROOT / "benchmarks" / "data")
+
+
 @pytest.fixture(autouse=True)
 def _second_process_for_any_run(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(line_loader, "SECOND_PROCESS_LINES", 1)

@@ -74,7 +74,7 @@ _cells = _options().flatmap(
 )
 
 
-@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(case=_cells)
 @example(case=([("+57 319 123 4567", "30"), ("3191234567.0", "90"), ("", "30")], ValidateOptions()))
 @example(
