@@ -268,6 +268,12 @@ def resume_import(
                 since = clock.add("send", since)
             else:
                 log.info("resume of run %s: nothing left to send; writing its reports", run_id)
+                if send is not None:
+                    # a kill between the last verdict and the end of _send: its confirmed
+                    # batches reach the ledger here (_send does it when there is more to send)
+                    with _ledger(_stored_ledger(journal)) as ledger:
+                        if ledger is not None:
+                            _push_confirmed(journal, ledger, send.lock_key)
             result = _finish(journal, run_dir, stats, clock, since)
         except KeyboardInterrupt:
             raise _interrupted(run_id, resumable=True) from None

@@ -493,3 +493,47 @@ def test_an_interrupt_while_writing_the_reports_says_resume(
     assert done.exit_code == 0, done.output
     assert sim.received() == VALID  # nothing sent again
     assert_complete(run_dir, sim)
+
+
+def test_resume_with_nothing_to_send_still_brings_confirmed_batches_to_the_ledger(
+    simulator: StartSim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A kill between the last verdict and its queueing in the ledger: every number was sent,
+    so resume sends nothing, but it must still put the confirmations in the ledger, or the next
+    run would send them all again instead of skipping them."""
+    sim = simulator(token=TOKEN)
+    source, reports = write_numbers(tmp_path / "numeros.csv"), tmp_path / "reports"
+
+    def interrupted(*args: object, **kwargs: object) -> dict[str, str]:
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr("importer.pipeline.write_reports", interrupted)
+        cut = invoke([
+            "run", str(source), "--base-url", sim.base_url, "--reports-dir", str(reports),
+            "--batch-size", str(BATCH),
+        ])  # fmt: skip
+    assert cut.exit_code == ExitCode.STOPPED
+    [run_dir] = run_dirs(reports)
+    # the moment after the verdicts, before the ledger: no confirmation queued, none marked
+    for name in ("ledger.sqlite", "ledger.sqlite-wal", "ledger.sqlite-shm"):
+        (tmp_path / "state" / name).unlink(missing_ok=True)
+    db = sqlite3.connect(run_dir / "journal.sqlite")
+    with db:
+        marked = db.execute("UPDATE batches SET ledgered = 0 WHERE status = 'added'").rowcount
+    db.close()
+    assert marked == len(BATCHES)
+
+    done = resume(run_dir)
+    assert done.exit_code == 0, done.output
+    assert sim.received() == VALID  # nothing sent again
+
+    again = invoke([
+        "run", str(source), "--base-url", sim.base_url, "--reports-dir", str(reports),
+        "--batch-size", str(BATCH),
+    ])  # fmt: skip
+    assert again.exit_code == 0, again.output
+    assert sim.received() == VALID  # the second run skipped every number the ledger holds
+    [second] = [path for path in run_dirs(reports) if path != run_dir]
+    summary = json.loads((second / "summary.json").read_text("utf-8"))
+    assert summary["counts"]["by_status"]["skipped"] == len(VALID)
