@@ -35,7 +35,7 @@ import phonenumbers
 from importer import __version__
 from importer.bulk_load import bulk_wanted, load_bulk, refresh_lines
 from importer.chunker import Chunker, request_body
-from importer.client import WolkvoxClient, encode_body, make_sender
+from importer.client import WolkvoxClient, encode_body
 from importer.config import ReadOptions, ReportOptions, SendOptions, Token, ValidateOptions
 from importer.errors import (
     ExitCode,
@@ -46,6 +46,7 @@ from importer.errors import (
     SendStopped,
     UsageError,
 )
+from importer.http11 import make_sender
 from importer.journal import Journal
 from importer.ledger import Ledger
 from importer.lock import token_lock

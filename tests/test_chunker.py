@@ -10,9 +10,10 @@ import httpx
 import pytest
 
 from importer.chunker import Batch, Chunker, batches, request_body, verdict
-from importer.client import WolkvoxClient, build_url, make_http_client
+from importer.client import WolkvoxClient, build_url
 from importer.config import SendOptions, Token
 from importer.errors import AuthRefused, BatchFailed, QuotaExhausted, UsageError
+from importer.http11 import make_http_client
 from importer.model import BatchResult, Reason, SendItem, ServerTotals, Status
 from importer.simulator import Simulator
 

@@ -16,7 +16,6 @@ from importer.client import (
     AnswerKind,
     WolkvoxClient,
     build_url,
-    make_http_client,
     parse_answer,
 )
 from importer.config import SendOptions, Token
@@ -32,6 +31,7 @@ from importer.errors import (
     TokenError,
     UsageError,
 )
+from importer.http11 import make_http_client
 from importer.model import SendItem
 
 SECRET = "tok-ZQX9-distinctive-7731"

@@ -23,15 +23,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from importer.client import (
-    KeepAliveTransport,
-    WolkvoxClient,
-    encode_body,
-    make_http_client,
-    make_sender,
-)
+from importer.client import WolkvoxClient, encode_body
 from importer.config import SendOptions, Token
 from importer.errors import EndpointRefused
+from importer.http11 import KeepAliveTransport, make_http_client, make_sender
 from importer.model import SendItem
 from importer.simulator import SimConfig, Simulator
 
