@@ -127,7 +127,7 @@ def report_options(func: F) -> F:
     options = [
         click.option(
             "--reports-dir",
-            type=click.Path(path_type=Path, file_okay=False),
+            type=click.Path(path_type=Path),
             default="reports",
             show_default=True,
             help="Where run folders are written.",

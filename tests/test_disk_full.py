@@ -178,6 +178,23 @@ def test_a_file_where_the_reports_folder_should_be_sends_nothing(
     assert sim.calls == 0
 
 
+def test_a_file_given_as_the_reports_folder_is_one_line_and_sends_nothing(
+    simulator: StartSim, tmp_path: Path
+) -> None:
+    """Not click's three-line usage error: the same one line as any unwritable folder."""
+    sim = simulator(token=TOKEN)
+    source = write_numbers(tmp_path / "numeros.csv")
+    reports = tmp_path / "taken"
+    reports.write_text("a file, not a folder\n")
+    code, stderr = finish(start(run_args(sim, source, reports)))
+    assert code == 2
+    assert stderr == (
+        f"Error: reports folder {reports} cannot be written (File exists): give "
+        "--reports-dir a folder you can write\n"
+    )
+    assert sim.calls == 0
+
+
 @pytest.fixture
 def unwritable(tmp_path: Path) -> Iterator[tuple[Path, str]]:
     """A folder this process cannot create anything in, and the reason the OS gives."""
