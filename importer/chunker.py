@@ -252,11 +252,12 @@ class Chunker:
         depth: int,
         while_waiting: Callable[[], None] | None = None,
     ) -> Iterator[BatchResult]:
+        client = self._client
+        client.check_max_calls()  # before the journal records a batch that would never leave
         number = self._next_batch
         self._next_batch += 1
         if self._on_begin is not None:
             self._on_begin(number, chunk)
-        client = self._client
         try:
             totals = client.add_dnc(
                 chunk,

@@ -416,7 +416,7 @@ class WolkvoxClient:
         self._waiting = while_waiting
         unknown_403 = 0
         while True:
-            self._check_max_calls()
+            self.check_max_calls()
             self.last_attempts += 1
             answer, problem = self._attempt(body, len(items))
             self._run_waiting()
@@ -437,7 +437,9 @@ class WolkvoxClient:
                         )
             self._wait_before_retry(answer, problem, len(items))
 
-    def _check_max_calls(self) -> None:
+    def check_max_calls(self) -> None:
+        """Raise ``QuotaExhausted`` if ``--max-calls`` requests were made (before each request,
+        and by the chunker before it begins a batch: a batch never sent is never in flight)."""
         limit = self._options.max_calls
         if limit is not None and self.calls >= limit:
             raise QuotaExhausted(

@@ -360,6 +360,24 @@ def test_max_calls_stops_between_split_halves() -> None:
     assert [len(b) for b in server.batches] == [8, 4]
 
 
+def test_max_calls_stops_before_a_batch_is_begun() -> None:
+    """A batch --max-calls keeps from leaving is never recorded as in flight (resume would call
+    it "in flight" and its numbers "may have been added")."""
+    server = FakeWolkvox()
+    options = opts(batch_size=10, max_calls=1)
+    client = WolkvoxClient(
+        httpx.Client(transport=httpx.MockTransport(server)), options, sleep=lambda _: None
+    )
+    begun: list[int] = []
+    sender = Chunker(client, options, on_begin=lambda number, chunk: begun.append(number))
+    stream = sender.send(numbers(30))
+    assert next(stream).batch == 1
+    with pytest.raises(QuotaExhausted):
+        next(stream)
+    assert begun == [1]
+    assert len(server.batches) == 1
+
+
 # --- over real HTTP --------------------------------------------------------------------------
 
 
