@@ -332,7 +332,7 @@ def test_no_code_can_send_the_call_that_removes_numbers() -> None:
         if path.name != "simulator.py":  # the server side answers any method
             assert not re.search(r"\bdelete\s*\(|[\"']delete[\"']", text), path.name
     public = {name for name in vars(WolkvoxClient) if not name.startswith("_")}
-    assert public == {"add_dnc"}
+    assert public == {"add_dnc", "check_max_calls"}  # the only call it makes, and a local check
     assert client_module.API_PATH == "/api/v2/campaign.php?api=add_dnc"
 
 
