@@ -3,8 +3,10 @@
 ``Source.columns()`` (``importer.reader``) comes here. A text file that the csv module reads one
 record per line (no quote character anywhere, one kind of line end, an encoding that keeps ASCII
 bytes as they are: the reader checks that while it hashes the file) is split into lines and
-fields by pyarrow, a few MiB at a time. Any other input is read by its own ``Source.rows()``,
-whose rows are grouped into columns here (``grouped``).
+fields by pyarrow, a few MiB at a time. A workbook sheet's rows are taken from calamine a chunk
+at a time, their phone and days cells picked out a column at a time (``workbook_columns``). Any
+other input is read by its own ``Source.rows()``, whose rows are grouped into columns here
+(``grouped``).
 
 Either way the rows, their numbers and the sheet's ``rows``/``blank_rows`` counts are those of
 ``Source.rows()``, and a line the csv module would refuse (too many fields, a field past its
@@ -16,8 +18,11 @@ from __future__ import annotations
 
 import codecs
 import csv
-from collections.abc import Callable, Iterable, Iterator
+import gc
+import itertools
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -27,10 +32,12 @@ import pyarrow.compute as pc
 from importer.columns import BATCH_ROWS, RowColumns
 from importer.model import CellValue, RawRow
 
-__all__ = ["TextLayout", "grouped", "text_columns"]
+__all__ = ["TextLayout", "grouped", "text_columns", "workbook_columns"]
 
 _READ_BYTES = 8 * 1024 * 1024
 """Bytes of a text file split at a time (cut after its last line end)."""
+_MAX_LINE_BYTES = 1024 * 1024
+"""``reader._MAX_LINE_BYTES``: a text file with a longer line is refused when opened."""
 _MAX_COLUMNS = 16_384
 """``reader._MAX_COLUMNS``: a record with more fields is refused."""
 _WHITESPACE = (
@@ -86,36 +93,49 @@ def text_columns(
 
 
 def _line_parts(layout: TextLayout) -> Iterator[pa.Array]:
-    """The file's lines (without their ends), a part of the file at a time."""
+    """The file's lines (without their ends), a part of the file at a time.
+
+    Each part is read into a buffer of pyarrow's pool, whole lines (but the file's last one),
+    the next read starting after its last line end: the parts never pass through Python bytes,
+    whose freed memory the process would keep.
+    """
     end = layout.line_end.encode()
-    with layout.path.open("rb") as f:
-        carry = b""
-        first = True
-        while True:
-            chunk = f.read(_READ_BYTES)
-            data = carry + chunk
-            if not chunk:
-                if data:
-                    yield _lines(data, layout, end, first)
-                return
-            cut = data.rfind(b"\n") + 1
-            data, carry = data[:cut], data[cut:]
-            if data:
-                yield _lines(data, layout, end, first)
-                first = False
+    with pa.OSFile(str(layout.path), "rb") as f:
+        size, at = f.size(), 0
+        while at < size:
+            data = _whole_lines(f, at, size)
+            first, at = at == 0, at + data.size
+            yield _lines(data, layout, end, first)
 
 
-def _lines(data: bytes, layout: TextLayout, end: bytes, first: bool) -> pa.Array:
+def _whole_lines(f: pa.NativeFile, at: int, size: int) -> pa.Buffer:
+    """About ``_READ_BYTES`` of the file from ``at``, up to its last line end (or its end)."""
+    want = _READ_BYTES
+    while True:
+        f.seek(at)
+        data = f.read_buffer(want)
+        if at + data.size >= size:
+            return data
+        # a part read holds a line end (a line over 1 MiB is refused when the file is opened)
+        tail = max(0, data.size - 2 * _MAX_LINE_BYTES)
+        cut = data.slice(tail).to_pybytes().rfind(b"\n")
+        if cut >= 0:
+            return data.slice(0, tail + cut + 1)
+        want *= 2
+
+
+def _lines(data: pa.Buffer, layout: TextLayout, end: bytes, first: bool) -> pa.Array:
     """The lines of ``data`` (whole lines, the last one maybe without its end), decoded."""
     encoding = codecs.lookup(layout.encoding).name
-    if encoding == "utf-8-sig" and first:
-        data = data.removeprefix(codecs.BOM_UTF8)
+    if encoding == "utf-8-sig" and first and data.slice(0, 3).to_pybytes() == codecs.BOM_UTF8:
+        data = data.slice(3)
     elif encoding == "cp1252":
-        data = data.decode("cp1252").encode("utf-8")
-    text = pa.array([data], pa.large_binary()).cast(pa.large_string())
-    lines = pc.split_pattern(text, end.decode()).flatten()
-    if data.endswith(end):  # what follows the last line end is no line
-        lines = lines.slice(0, len(lines) - 1)
+        data = pa.py_buffer(data.to_pybytes().decode("cp1252").encode("utf-8"))
+    offsets = pa.array([0, data.size], pa.int64()).buffers()[1]
+    text = pa.Array.from_buffers(pa.large_binary(), 1, [None, offsets, data])
+    lines = pc.split_pattern(text.cast(pa.large_string()), end.decode()).flatten()
+    if data.size >= len(end) and data.slice(data.size - len(end)).to_pybytes() == end:
+        lines = lines.slice(0, len(lines) - 1)  # what follows the last line end is no line
     return lines.cast(pa.string())
 
 
@@ -177,6 +197,144 @@ def _field(fields: pa.Array, widths: pa.Array, at: int) -> pa.Array:
     if not pc.any(has).as_py():
         return empty
     return pc.replace_with_mask(empty, has, pc.list_element(pc.filter(fields, has), at))
+
+
+def workbook_columns(
+    name: str,
+    sheet: _Counts,
+    sheet_name: str,
+    rows: Iterator[list[Any]],
+    layout: tuple[int, int | None, int],
+    cell: Callable[[Any], CellValue],
+) -> Iterator[RowColumns]:
+    """The data rows of a workbook sheet (calamine's rows, from row 1) in batches, as
+    ``reader``'s ``_WorkbookSource.rows()`` hands them on, filling ``sheet``'s counts.
+
+    ``layout`` is (phone index, days index or None, header row or 0); ``cell`` is the reader's
+    conversion of a cell (``reader._cell``). Taken a column at a time: the rows as lists, their
+    phone and days cells picked out by comprehensions, and only the few cells that are not
+    plain text or numbers converted one by one.
+    """
+    phone, days, skip = layout
+    sheet.rows = sheet.blank_rows = 0
+    for _ in itertools.islice(rows, skip):
+        pass
+    first = skip + 1  # the number of the next row
+    while chunk := _chunk(rows):
+        phones = _cells(chunk, phone)
+        numbers: Sequence[int] = range(first, first + len(chunk))
+        first += len(chunk)
+        kept = _kept_rows(chunk, phones)
+        if kept is not None:
+            sheet.blank_rows += len(chunk) - len(kept)
+            chunk = [chunk[at] for at in kept]
+            phones, numbers = [phones[at] for at in kept], [numbers[at] for at in kept]
+        sheet.rows += len(chunk)
+        if chunk:
+            batch = _SheetBatch()
+            batch.add(numbers, phones, None if days is None else _cells(chunk, days), cell)
+            yield batch.columns(name, sheet_name)
+
+
+_WORKBOOK_CHUNK = 16_384
+"""Workbook rows taken from calamine at a time (as Python lists, ~5 MB), and judged as one
+batch: while calamine holds the whole sheet, smaller batches keep the peak down (~20 MB less
+than ``BATCH_ROWS`` for 200,000 rows, at no cost in time)."""
+
+
+def _chunk(rows: Iterator[list[Any]]) -> list[list[Any]]:
+    """The next ``_WORKBOOK_CHUNK`` rows, made without the cycle collector: every new list
+    would count toward its next pass, and its passes over the chunk's lists (which hold only
+    cells, never a cycle) cost twice the making of them."""
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return list(itertools.islice(rows, _WORKBOOK_CHUNK))
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _cells(chunk: list[list[Any]], at: int) -> list[Any]:
+    """Cell ``at`` of each row ("" where a row is shorter: calamine's rows never are)."""
+    try:
+        return list(map(itemgetter(at), chunk))
+    except IndexError:
+        return [cells[at] if at < len(cells) else "" for cells in chunk]
+
+
+def _kept_rows(chunk: list[list[Any]], phones: list[Any]) -> list[int] | None:
+    """The places of the rows of ``chunk`` that are not blank; None: all of them.
+
+    A row is blank when every cell is empty or white space (``reader._blank``); only a row
+    whose phone cell is so can be, and those are few.
+    """
+    maybe = [at for at, value in enumerate(phones) if value == "" or _space(value)]
+    blank = {at for at in maybe if all(value == "" or _space(value) for value in chunk[at])}
+    if not blank:
+        return None
+    return [at for at in range(len(chunk)) if at not in blank]
+
+
+def _space(value: Any) -> bool:
+    return value.__class__ is str and value.isspace()
+
+
+class _SheetBatch:
+    """Workbook rows gathered into columns (``_Batch``'s, a chunk of rows at a time)."""
+
+    def __init__(self) -> None:
+        self.rows: list[int] = []
+        self.phones: list[str | None] = []
+        self.days: list[CellValue] = []
+        self.cells: dict[int, CellValue] = {}
+
+    def add(
+        self,
+        numbers: Iterable[int],
+        phones: list[Any],
+        days: list[Any] | None,
+        cell: Callable[[Any], CellValue],
+    ) -> None:
+        """Rows ``numbers``, their phone cells and days cells (None: no days column)."""
+        start = len(self.rows)
+        self.rows += numbers
+        if days is None:
+            self.days += [None] * len(phones)
+        elif {value.__class__ for value in days} <= _PLAIN_NUMBERS:
+            self.days += days  # numbers are their own CellValue
+        else:
+            self.days += [cell(value) for value in days]
+        texts = [value if value.__class__ is str and value else None for value in phones]
+        self.phones += texts
+        for at in [at for at, text in enumerate(texts) if text is None]:  # few
+            self._other(start + at, cell(phones[at]))
+
+    def _other(self, at: int, value: CellValue) -> None:
+        """A phone cell that is not non-empty text, as ``_Batch.add`` takes it."""
+        if isinstance(value, str):  # a date or time, as text
+            self.phones[at] = value
+            return
+        self.cells[at] = value
+        if value is None:
+            self.phones[at] = ""
+        elif type(value) is float and 0 <= value < _TRUSTED_FLOAT_LIMIT and value.is_integer():
+            self.phones[at] = str(int(value))
+        elif type(value) is int and 0 <= value < _HUGE:
+            self.phones[at] = str(value)
+
+    def columns(self, source_file: str, sheet: str) -> RowColumns:
+        return RowColumns(
+            source_file,
+            sheet,
+            pa.array(self.rows, pa.int64()),
+            pa.array(self.phones, pa.string()),
+            self.days,
+            self.cells,
+        )
+
+
+_PLAIN_NUMBERS = frozenset({float, int})
 
 
 def grouped(rows: Iterable[RawRow], size: int = BATCH_ROWS) -> Iterator[RowColumns]:

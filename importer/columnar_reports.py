@@ -13,30 +13,42 @@ from __future__ import annotations
 
 import csv
 import io
+import re
+import threading
 from bisect import bisect_right
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import suppress
+from queue import Empty, Queue
 from typing import IO
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from importer.columns import RunLines, SheetLines
 from importer.model import ATTENTION_STATUSES, OUTCOME_COLUMNS
-from importer.xlsx_writer import NUMBER_CELL, NUMERIC_XLSX_COLUMNS, TEXT_CELL
+from importer.xlsx_writer import NUMBER_CELL, NUMERIC_XLSX_COLUMNS, TEXT_CELL, xml_text
 
 __all__ = ["Written", "write_csvs", "xlsx_rows"]
 
 _PAGE = 8_192
 """Lines rendered at a time: a page's cells and text are ~100 bytes a line, made and freed."""
+_XLSX_PAGE = 4_096
+"""Lines of the workbook rendered at a time (~600 bytes a line, and a page is made while the
+one before is compressed)."""
 _RISKY_CHARS = b"=+-@\t\r"
 """``reporter.RISKY_START``."""
-_RISKY_FIRST = pa.array(list(_RISKY_CHARS.decode()), pa.string())
+_RISKY_BYTES = np.zeros(256, bool)
+_RISKY_BYTES[list(_RISKY_CHARS)] = True
+"""Whether a byte is one of ``_RISKY_CHARS``, by byte."""
 _PLAIN_NUMBER = r"^[+-]?[0-9]+(?:[.,][0-9]+)?$"
 """``reporter._PLAIN_NUMBER``, whole."""
 _QUOTED_BYTES = b',"\r\n'
 """What makes the csv module quote a cell (the excel dialect)."""
 _XML_SPECIAL = r"[&<>\r\x00-\x08\x0b\x0c\x0e-\x1f]"
+_NOT_XML_SPECIAL = bytes(b for b in range(256) if not re.match(_XML_SPECIAL.encode(), bytes([b])))
+"""Every byte but those of ``_XML_SPECIAL`` (deleting them leaves a column's special bytes)."""
 _XML_ILLEGAL = r"[\x00-\x08\x0b\x0c\x0e-\x1f]"
 _TEXT_COLUMNS = frozenset(
     {"source_file", "sheet", "raw_phone", "raw_days", "telephone", "reason", "message"}
@@ -78,17 +90,70 @@ def write_csvs(lines: RunLines, outcomes: IO[bytes], errors: IO[bytes]) -> Writt
 
 
 def xlsx_rows(lines: RunLines, written: Written) -> Iterator[memoryview]:
-    """The ``<row>`` elements of every line (UTF-8), page by page, counted into ``written``."""
-    for sheet, table in lines.pages(_PAGE):
-        cells = []
+    """The ``<row>`` elements of every line (UTF-8), page by page, counted into ``written``.
+
+    Each page's rows are made by one concatenation of every cell's pieces (its markup as one
+    value for all lines, its text), so that each cell's text is copied once; and made in a
+    second thread, the next page while the caller compresses this one (pyarrow and zlib both
+    let go of the interpreter meanwhile).
+    """
+    return _made_ahead(_xlsx_pages(lines, written))
+
+
+def _xlsx_pages(lines: RunLines, written: Written) -> Iterator[memoryview]:
+    for sheet, table in lines.pages(_XLSX_PAGE):
+        pieces: list[pa.Array | str] = ["<row>"]
         for name in OUTCOME_COLUMNS:
-            if name in NUMERIC_XLSX_COLUMNS:
-                cells.append(_xml_number(_column(sheet, table, name)))
+            if name in ("source_file", "sheet"):
+                value = sheet.source_file if name == "source_file" else sheet.sheet
+                pieces.append(_xml_cell(value))
+            elif name in NUMERIC_XLSX_COLUMNS:
+                pieces += _xml_number(_column(sheet, table, name))
             else:
-                cells.append(_xml_text(_safe_column(sheet, table, name)))
-        written.count(_safe_column(sheet, table, "status"), _safe(table.column("reason")))
-        rows = pc.binary_join_element_wise("<row>", *cells, "</row>", "")
-        yield _data(rows)
+                pieces += _xml_text(_safe_column(sheet, table, name))
+        written.count(_column(sheet, table, "status"), _safe(table.column("reason")))
+        pieces.append("</row>")
+        yield _data(pc.binary_join_element_wise(*pieces, ""))
+
+
+def _made_ahead(items: Iterator[memoryview]) -> Iterator[memoryview]:
+    """``items`` in order, each made in a second thread while the one before is used."""
+    made: Queue[tuple[memoryview | None, Exception | None]] = Queue(maxsize=1)
+    stop = threading.Event()
+
+    def make() -> None:
+        failed = None
+        try:
+            for item in items:
+                if stop.is_set():
+                    return
+                made.put((item, None))
+        except Exception as exc:  # noqa: BLE001 - raised in the caller's thread, below
+            failed = exc
+        made.put((None, failed))
+
+    thread = threading.Thread(target=make, name="dnc-xlsx-rows", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, failed = made.get()
+            if failed is not None:
+                raise failed
+            if item is None:
+                return
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():  # taking what it still puts, so that it ends
+            with suppress(Empty):
+                made.get(timeout=0.05)
+
+
+def _xml_cell(value: str) -> str:
+    """One text cell as ``xlsx_writer`` writes it (made safe first, as every text cell)."""
+    from importer.reporter import safe_cell
+
+    return TEXT_CELL.format(xml_text(safe_cell(value))) if value else "<c/>"
 
 
 def _kept(cells: pa.Array | pa.Scalar, at: pa.Array) -> pa.Array | pa.Scalar:
@@ -103,7 +168,14 @@ def _column(sheet: SheetLines, table: pa.Table, name: str) -> pa.Array:
     if name == "batch" and "batch" not in table.column_names:
         return pa.nulls(table.num_rows, pa.int64())
     column = table.column(name)
-    return column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    return _one_array(column)
+
+
+def _one_array(column: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """``column`` as one array (a single chunk as it is: ``combine_chunks`` would copy it)."""
+    if not isinstance(column, pa.ChunkedArray):
+        return column
+    return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
 
 
 def _zeros(size: int) -> pa.Array:
@@ -117,13 +189,13 @@ def _safe_column(sheet: SheetLines, table: pa.Table, name: str) -> pa.Array:
 
 def _safe(column: pa.Array | pa.ChunkedArray) -> pa.Array:
     """``reporter.safe_cell`` of every cell: a leading ' where a spreadsheet would run it."""
-    if isinstance(column, pa.ChunkedArray):
-        column = column.combine_chunks()
+    column = _one_array(column)
     if not _holds(column, _RISKY_CHARS):
         return column
-    risky = pc.is_in(pc.utf8_slice_codeunits(column, 0, 1), value_set=_RISKY_FIRST)
-    if not pc.any(risky).as_py():
+    first = _first_bytes(column)
+    if not _RISKY_BYTES[first].any():
         return column
+    risky = pa.array(_RISKY_BYTES[first])
     some = pc.filter(column, risky)
     escaped = pc.if_else(
         pc.match_substring_regex(some, _PLAIN_NUMBER),
@@ -131,6 +203,19 @@ def _safe(column: pa.Array | pa.ChunkedArray) -> pa.Array:
         pc.binary_join_element_wise("'", some, ""),
     )
     return pc.replace_with_mask(column, risky, escaped)
+
+
+def _first_bytes(column: pa.Array) -> np.ndarray:
+    """The first byte of every cell of a string column (0 for an empty one), read at the
+    cells' offsets: a risky first character is ASCII, so its first byte tells."""
+    offsets = np.frombuffer(column.buffers()[1], np.int32)[column.offset :][: len(column) + 1]
+    buffer = column.buffers()[2]
+    if buffer is None or not buffer.size:
+        return np.zeros(len(column), np.uint8)
+    data = np.frombuffer(buffer, np.uint8)
+    first: np.ndarray = data[np.minimum(offsets[:-1], len(data) - 1)]
+    first[offsets[1:] == offsets[:-1]] = 0
+    return first
 
 
 def _holds(column: pa.Array, chars: bytes) -> bool:
@@ -149,10 +234,30 @@ def _csv_cells(sheet: SheetLines, table: pa.Table) -> dict[str, pa.Array | pa.Sc
             value = sheet.source_file if name == "source_file" else sheet.sheet
             cells[name] = pa.scalar(_csv_text(value, name), pa.string())
         elif name in NUMERIC_XLSX_COLUMNS:
-            cells[name] = pc.fill_null(pc.cast(_column(sheet, table, name), pa.string()), "")
+            column = _column(sheet, table, name)
+            same = _one_value(column)
+            cells[name] = (
+                pc.fill_null(pc.cast(column, pa.string()), "")
+                if same is None
+                else pa.scalar("" if same is _NULL else str(same), pa.string())
+            )
         else:
             cells[name] = _quoted(_safe_column(sheet, table, name))
     return cells
+
+
+_NULL = object()
+
+
+def _one_value(column: pa.Array) -> object:
+    """The one value every cell of a number column holds (``_NULL``: all are empty), or None
+    (a line's part is 1 but for split cells; before sending, no line has a batch)."""
+    if column.null_count == len(column):
+        return _NULL
+    if column.null_count:
+        return None
+    least, most = pc.min_max(column).values()
+    return least.as_py() if least == most else None
 
 
 def _csv_text(value: str, name: str) -> str:
@@ -215,21 +320,32 @@ def _data(lines: pa.Array) -> memoryview:
     return memoryview(lines.buffers()[2])[first:last]
 
 
-def _xml_text(column: pa.Array) -> pa.Array:
-    """Text cells as ``xlsx_writer`` writes them: escaped inline strings, "" an empty cell."""
-    special = pc.match_substring_regex(column, _XML_SPECIAL)
-    if pc.any(special).as_py():
-        some = pc.replace_substring_regex(pc.filter(column, special), _XML_ILLEGAL, "\ufffd")
-        for char, entity in (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;"), ("\r", "&#13;")):
-            some = pc.replace_substring(some, char, entity)
-        column = pc.replace_with_mask(column, special, some)
+def _xml_text(column: pa.Array) -> list[pa.Array | str]:
+    """The pieces of text cells as ``xlsx_writer`` writes them: escaped inline strings, an
+    empty cell ``<c/>``."""
+    if bytes(_data(column)).translate(None, _NOT_XML_SPECIAL):  # any special byte at all
+        special = pc.match_substring_regex(column, _XML_SPECIAL)
+        if pc.any(special).as_py():
+            some = pc.replace_substring_regex(pc.filter(column, special), _XML_ILLEGAL, "\ufffd")
+            for char, entity in (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;"), ("\r", "&#13;")):
+                some = pc.replace_substring(some, char, entity)
+            column = pc.replace_with_mask(column, special, some)
     before, after = TEXT_CELL.split("{}")
+    empty = pc.equal(column, "")
+    if not pc.any(empty).as_py():
+        return [before, column, after]
     cell = pc.binary_join_element_wise(before, column, after, "")
-    return pc.if_else(pc.equal(column, ""), "<c/>", cell)
+    return [pc.if_else(empty, "<c/>", cell)]
 
 
-def _xml_number(column: pa.Array) -> pa.Array:
-    """Number cells as ``xlsx_writer`` writes them: ``<c><v>N</v></c>``, None an empty cell."""
+def _xml_number(column: pa.Array) -> list[pa.Array | str]:
+    """The pieces of number cells as ``xlsx_writer`` writes them: ``<c><v>N</v></c>``, None an
+    empty cell."""
+    same = _one_value(column)
+    if same is not None:
+        return ["<c/>" if same is _NULL else NUMBER_CELL.format(same)]
     before, after = NUMBER_CELL.split("{}")
+    if not column.null_count:
+        return [before, pc.cast(column, pa.string()), after]
     cell = pc.binary_join_element_wise(before, pc.cast(column, pa.string()), after, "")
-    return pc.fill_null(cell, "<c/>")
+    return [pc.fill_null(cell, "<c/>")]

@@ -31,7 +31,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from importer.columns import LINE_SCHEMA, RowColumns
+from importer.columns import LINE_SCHEMA, SENT_AS, RowColumns, with_messages
 from importer.config import ValidateOptions
 from importer.fastpath import LONGEST_INPUT, FastPatterns, TypeBranches
 from importer.model import CellValue, Reason, Status
@@ -69,9 +69,16 @@ class ColumnValidator:
     def __init__(self, options: ValidateOptions) -> None:
         self.options = options
         self.terms = _usable(column_terms(options))
+        sent_as = {} if self.terms is None else self.terms.sent_as
+        self.heads = pa.array([sent_as.get(k, "") for k in range(max(sent_as, default=0) + 1)])
+        """What a valid number's message says before the number, by PhoneNumberType."""
 
     def lines(self, batch: RowColumns) -> pa.Table:
         """The outcome lines of ``batch``, as ``validate`` would yield them, as a table."""
+        return with_messages(self.compact_lines(batch))
+
+    def compact_lines(self, batch: RowColumns) -> pa.Table:
+        """``lines``, but for the messages of valid numbers, held as ``columns.SENT_AS``."""
         size = len(batch.rows)
         days = self._days(batch)
         if self.terms is None:
@@ -79,9 +86,9 @@ class ColumnValidator:
         phones = batch.phones
         judged = _judge(phones, self.terms.fast.patterns)
         found = [
-            _valid_lines(batch, days, judged, self.terms),
-            _invalid_lines(batch, days, judged, self.terms),
-            _missing_lines(batch, days, judged.missing),
+            _valid_lines(batch, days, judged, self.terms, self.heads),
+            _invalid_lines(batch, days, judged, self.terms, self.heads),
+            _missing_lines(batch, days, judged.missing, self.heads),
         ]
         decided = pc.or_(pc.or_(judged.valid, judged.invalid), judged.missing)
         slow = pc.indices_nonzero(pc.invert(decided)).to_pylist()
@@ -137,10 +144,9 @@ class ColumnValidator:
             for column, value in zip(columns, values, strict=True):
                 column.append(value)
         types = [*LINE_SCHEMA.types, pa.int64()]
-        return pa.Table.from_arrays(
-            [pa.array(values, kind) for values, kind in zip(columns, types, strict=True)],
-            names=[*LINE_SCHEMA.names, "pos"],
-        )
+        arrays = [pa.array(values, kind) for values, kind in zip(columns, types, strict=True)]
+        arrays.insert(len(LINE_SCHEMA), _no_head(len(arrays[0]), self.heads))
+        return pa.Table.from_arrays(arrays, names=[*LINE_SCHEMA.names, SENT_AS, "pos"])
 
 
 @dataclass
@@ -392,44 +398,55 @@ def _group(batch: RowColumns, days: _DaysVerdicts, at: pa.Array) -> tuple[pa.Arr
 def _table(
     rows: pa.Array, raw_phone: pa.Array, days: _DaysVerdicts, index: pa.Array,
     telephone: pa.Array, status: pa.Array, reason: pa.Array, message: pa.Array,
-    positions: pa.Array,
+    sent_as: pa.Array, positions: pa.Array,
 ) -> pa.Table:  # fmt: skip
     columns = [
         rows, pc.fill_null(pa.nulls(len(rows), pa.int64()), 1), raw_phone,
         pc.take(days.raw, index), telephone, pc.take(days.value, index), status, reason,
-        message, positions,
+        message, sent_as, positions,
     ]  # fmt: skip
-    return pa.Table.from_arrays(columns, names=[*LINE_SCHEMA.names, "pos"])
+    return pa.Table.from_arrays(columns, names=[*LINE_SCHEMA.names, SENT_AS, "pos"])
+
+
+def _no_head(size: int, heads: pa.Array) -> pa.Array:
+    """A ``SENT_AS`` column of ``size`` lines whose messages are their own."""
+    return pa.DictionaryArray.from_arrays(pa.nulls(size, pa.int8()), heads)
 
 
 def _valid_lines(
-    batch: RowColumns, days: _DaysVerdicts, judged: _Judged, terms: ColumnTerms
+    batch: RowColumns, days: _DaysVerdicts, judged: _Judged, terms: ColumnTerms, heads: pa.Array
 ) -> pa.Table:
-    """The lines of the clean valid numbers (the inline branch of ``validator._validate``)."""
+    """The lines of the clean valid numbers (the inline branch of ``validator._validate``).
+
+    A line whose message is its number's alone (``heads[kind]`` + its telephone) has none
+    here: ``SENT_AS`` says it (``columns.with_messages``).
+    """
     rows, phones, index, positions = _group(batch, days, judged.valid)
     national = pc.take(judged.national, pc.indices_nonzero(judged.valid))
     kind = pc.take(judged.kind, pc.indices_nonzero(judged.valid))
     telephone = (
         national if not terms.head else pc.binary_join_element_wise(terms.head, national, "")
     )
-    heads = pa.array([terms.sent_as.get(k, "") for k in range(max(terms.sent_as) + 1)])
-    message = pc.binary_join_element_wise(pc.take(heads, kind), telephone, "")
     size = len(rows)
     status, reason = _repeat(Status.READY.value, size), _repeat(Reason.VALID, size)
+    message = pa.nulls(size, pa.string())
     state = pc.take(days.state, index)
     if size and pc.max(state).as_py() > 0:
-        bad = pc.equal(state, 2)
-        told = pc.binary_join_element_wise(message, pc.take(days.message, index), "; ")
+        bad, told = pc.equal(state, 2), pc.equal(state, 1)
+        number = pc.binary_join_element_wise(pc.take(heads, kind), telephone, "")
+        with_days = pc.binary_join_element_wise(number, pc.take(days.message, index), "; ")
         message = pc.case_when(
-            pc.make_struct(bad, pc.equal(state, 1)), pc.take(days.message, index), told, message
+            pc.make_struct(bad, told), pc.take(days.message, index), with_days, message
         )
         status = pc.if_else(bad, Status.INVALID.value, status)
         reason = pc.if_else(bad, pc.take(days.reason, index), reason)
-    return _table(rows, phones, days, index, telephone, status, reason, message, positions)
+        kind = pc.if_else(pc.equal(state, 0), kind, pa.scalar(None, pa.int8()))
+    sent_as = pa.DictionaryArray.from_arrays(kind, heads)
+    return _table(rows, phones, days, index, telephone, status, reason, message, sent_as, positions)
 
 
 def _invalid_lines(
-    batch: RowColumns, days: _DaysVerdicts, judged: _Judged, terms: ColumnTerms
+    batch: RowColumns, days: _DaysVerdicts, judged: _Judged, terms: ColumnTerms, heads: pa.Array
 ) -> pa.Table:
     """The lines of plain digits that are not a valid number (``_judge_digits``' verdicts).
 
@@ -456,10 +473,13 @@ def _invalid_lines(
         positions,
         pc.case_when(which, *reasons),
         pc.case_when(which, *messages),
+        heads,
     )
 
 
-def _missing_lines(batch: RowColumns, days: _DaysVerdicts, missing: pa.Array) -> pa.Table:
+def _missing_lines(
+    batch: RowColumns, days: _DaysVerdicts, missing: pa.Array, heads: pa.Array
+) -> pa.Table:
     """The lines of empty phone cells."""
     rows, phones, index, positions = _group(batch, days, missing)
     size = len(rows)
@@ -471,12 +491,13 @@ def _missing_lines(batch: RowColumns, days: _DaysVerdicts, missing: pa.Array) ->
         positions,
         _repeat(Reason.MISSING_PHONE, size),
         _repeat(MISSING_PHONE_MESSAGE, size),
+        heads,
     )
 
 
 def _bad_lines(
     rows: pa.Array, phones: pa.Array, days: _DaysVerdicts, index: pa.Array,
-    positions: pa.Array, reason: pa.Array, message: pa.Array,
+    positions: pa.Array, reason: pa.Array, message: pa.Array, heads: pa.Array,
 ) -> pa.Table:  # fmt: skip
     """Lines whose phone is not valid (``validator._outcome``): the phone's reason wins."""
     size = len(rows)
@@ -492,5 +513,6 @@ def _bad_lines(
         _repeat(Status.INVALID.value, size),
         reason,
         message,
+        _no_head(size, heads),
         positions,
     )

@@ -4,13 +4,14 @@ Among the ``ready`` lines of one telephone (in any file or sheet of the run) the
 longest block is kept, the earliest line on a tie; every other becomes ``duplicate`` with a
 message naming the kept line: ``duplicate of crm.xlsx:Clientes row 7 (kept there with 90
 days)``. The bulk path finds them here, in the lines it holds, instead of asking SQLite to sort
-a million lines (``tests/test_duplicates.py`` checks both give the same).
+a million lines (``tests/test_columnar_reports.py`` checks both give the same).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -21,58 +22,108 @@ __all__ = ["find_duplicates"]
 
 
 def find_duplicates(sheets: Sequence[SheetLines]) -> Duplicates:
-    """The duplicate lines among ``sheets`` (a run's lines as judged, in line order)."""
+    """The duplicate lines among ``sheets`` (a run's lines as judged, in line order).
+
+    Grouped with numpy over integer keys (a telephone's digits, or a code), table by table:
+    no whole text column of the run is ever put together.
+    """
     if not sheets:
         return Duplicates.none()
-    tables = [sheet.table for sheet in sheets]
-    telephone = _whole(tables, "telephone")
-    ready = pc.equal(_whole(tables, "status"), Status.READY.value)
-    at = pc.indices_nonzero(ready)
-    counts = pc.value_counts(pc.take(telephone, at))
-    repeated = pc.filter(counts.field("values"), pc.greater(counts.field("counts"), 1))
-    if not len(repeated):
+    lines = _Lines([sheet.table for sheet in sheets])
+    at, keys = lines.ready_keys()
+    order = np.argsort(keys)
+    ordered = keys[order]
+    same = ordered[1:] == ordered[:-1]  # a telephone as the one before it
+    if not same.any():
         return Duplicates.none()
-    at = pc.filter(at, pc.is_in(pc.take(telephone, at), value_set=repeated))
-    candidates = pa.table(
-        {
-            "telephone": pc.take(telephone, at),
-            "days": pc.take(_whole(tables, "days_block"), at),
-            "line": pc.cast(at, pa.int64()),
-        }
-    ).sort_by([("telephone", "ascending"), ("days", "descending"), ("line", "ascending")])
-    lines = candidates.column("line").combine_chunks()
-    names = candidates.column("telephone").combine_chunks()
-    first = pc.not_equal(names, pc.fill_null(_shifted(names), ""))
-    first = pc.or_(first, _first_true(len(names)))
-    kept = pc.fill_null_forward(pc.if_else(first, lines, pa.scalar(None, pa.int64())))
-    duplicates = pc.filter(lines, pc.invert(first))
-    messages = _messages(sheets, pc.filter(kept, pc.invert(first)))
-    order = pc.sort_indices(duplicates)
-    return Duplicates(pc.take(duplicates, order), pc.take(messages, order))
+    found = np.zeros(len(keys), dtype=bool)
+    found[1:] |= same
+    found[:-1] |= same  # every line of a telephone found more than once
+    at, keys = at[order[found]], keys[order[found]]
+    days = _sort_days(lines.take("days_block", at))
+    order = np.lexsort((at, days, keys))  # telephone, then the longest block, the first line
+    at, keys = at[order], keys[order]
+    first = np.ones(len(keys), dtype=bool)
+    first[1:] = keys[1:] != keys[:-1]
+    kept = at[first][np.cumsum(first) - 1]  # each line's group's first line
+    duplicates, kept = at[~first], kept[~first]
+    order = np.argsort(duplicates)
+    messages = _messages(sheets, lines, kept[order])
+    return Duplicates(pa.array(duplicates[order]), messages)
 
 
-def _whole(tables: Sequence[pa.Table], name: str) -> pa.Array:
-    """One column of every table, end to end."""
-    kind = tables[0].schema.field(name).type
-    chunks = [chunk for table in tables for chunk in table.column(name).chunks]
-    return pa.chunked_array(chunks, kind).combine_chunks()
+class _Lines:
+    """The lines of every table end to end, read a table at a time."""
+
+    def __init__(self, tables: list[pa.Table]) -> None:
+        self.tables = tables
+        self.starts = np.cumsum([0] + [table.num_rows for table in tables[:-1]])
+
+    def ready_keys(self) -> tuple[np.ndarray, np.ndarray]:
+        """(places, telephone keys) of the ``ready`` lines; equal keys are equal telephones."""
+        places, telephones = [], []
+        for start, table in zip(self.starts, self.tables, strict=True):
+            at = pc.indices_nonzero(pc.equal(table.column("status"), Status.READY.value))
+            places.append(at.to_numpy().astype(np.int64) + start)
+            telephones.append(pc.take(table.column("telephone"), at))
+        numbers = [found for column in telephones if (found := _numbers(column)) is not None]
+        if len(numbers) == len(telephones):
+            keys = np.concatenate(numbers) if numbers else np.array([], np.int64)
+        else:  # some telephone is no plain number: codes for them all
+            whole = pa.chunked_array(telephones, pa.string()).combine_chunks()
+            keys = pc.dictionary_encode(whole).indices.to_numpy().astype(np.int64)
+        return np.concatenate(places) if places else np.array([], np.int64), keys
+
+    def take(self, name: str, at: np.ndarray) -> pa.Array:
+        """Column ``name`` of the lines at places ``at`` (in that order)."""
+        order = np.argsort(at, kind="stable")
+        ordered = at[order]
+        bounds = np.searchsorted(
+            ordered, [*self.starts, self.starts[-1] + self.tables[-1].num_rows]
+        )
+        chunks = [
+            pc.take(table.column(name), pa.array(ordered[bounds[n] : bounds[n + 1]] - start))
+            for n, (start, table) in enumerate(zip(self.starts, self.tables, strict=True))
+            if bounds[n + 1] > bounds[n]
+        ]
+        taken = pa.chunked_array(chunks, self.tables[0].schema.field(name).type)
+        back = np.empty_like(order)
+        back[order] = np.arange(len(order))
+        return pc.take(taken.combine_chunks(), pa.array(back))
+
+    def table_of(self, at: np.ndarray) -> np.ndarray:
+        """The index of the table of each place of ``at``."""
+        found: np.ndarray = np.searchsorted(self.starts, at, side="right") - 1
+        return found
 
 
-def _shifted(values: pa.Array) -> pa.Array:
-    """``values`` moved one place down (a null first): each value's predecessor."""
-    return pa.concat_arrays([pa.nulls(1, values.type), values.slice(0, len(values) - 1)])
+def _numbers(telephones: pa.ChunkedArray | pa.Array) -> np.ndarray | None:
+    """The telephones as int64 when every one is digits without a leading zero that fit one
+    (then equal numbers are equal telephones); else None."""
+    if not len(telephones):
+        return np.array([], np.int64)
+    digits = pc.and_(
+        pc.ascii_is_decimal(telephones), pc.less_equal(pc.binary_length(telephones), 18)
+    )
+    if not pc.all(pc.and_(digits, pc.invert(pc.starts_with(telephones, "0")))).as_py():
+        return None
+    numbers: np.ndarray = pc.cast(telephones, pa.int64()).to_numpy()
+    return numbers
 
 
-def _first_true(size: int) -> pa.Array:
-    return pa.array([True] + [False] * (size - 1), pa.bool_()) if size else pa.array([], pa.bool_())
+def _sort_days(days: pa.Array) -> np.ndarray:
+    """Days blocks as keys that sort the longest first (an empty block last, as SQL's DESC)."""
+    longest_first: np.ndarray = np.negative(pc.fill_null(days, 0).to_numpy())
+    if days.null_count:
+        longest_first[pc.is_null(days).to_numpy(zero_copy_only=False)] = np.iinfo(np.int64).max
+    return longest_first
 
 
-def _messages(sheets: Sequence[SheetLines], kept: pa.Array) -> pa.Array:
+def _messages(sheets: Sequence[SheetLines], lines: _Lines, kept: np.ndarray) -> pa.Array:
     """``duplicate of FILE[:SHEET] row N[ part P] (kept there with D day[s])`` per kept line.
 
     As the journal's SQL writes it (a kept line is ready, so its days_block is never empty).
     """
-    tables = [sheet.table for sheet in sheets]
     where = pa.array(
         [
             f"duplicate of {sheet.source_file}" + (f":{sheet.sheet}" if sheet.sheet else "")
@@ -80,10 +131,9 @@ def _messages(sheets: Sequence[SheetLines], kept: pa.Array) -> pa.Array:
         ],
         pa.string(),
     )
-    which = pc.take(_sheet_of_line(tables), kept)
-    row = pc.cast(pc.take(_whole(tables, "row"), kept), pa.string())
-    part = pc.take(_whole(tables, "part"), kept)
-    days = pc.take(_whole(tables, "days_block"), kept)
+    row = pc.cast(lines.take("row", kept), pa.string())
+    part = lines.take("part", kept)
+    days = lines.take("days_block", kept)
     part_text = pc.if_else(
         pc.greater(part, 1),
         pc.binary_join_element_wise(" part ", pc.cast(part, pa.string()), ""),
@@ -91,7 +141,7 @@ def _messages(sheets: Sequence[SheetLines], kept: pa.Array) -> pa.Array:
     )
     unit = pc.if_else(pc.equal(days, 1), " day)", " days)")
     return pc.binary_join_element_wise(
-        pc.take(where, which),
+        pc.take(where, pa.array(lines.table_of(kept))),
         " row ",
         row,
         part_text,
@@ -100,11 +150,3 @@ def _messages(sheets: Sequence[SheetLines], kept: pa.Array) -> pa.Array:
         pc.fill_null(unit, " days)"),
         "",
     )
-
-
-def _sheet_of_line(tables: Sequence[pa.Table]) -> pa.Array:
-    """The index of the table each line (of all tables, end to end) belongs to."""
-    return pa.chunked_array(
-        [pc.fill_null(pa.nulls(table.num_rows, pa.int32()), at) for at, table in enumerate(tables)],
-        pa.int32(),
-    ).combine_chunks()

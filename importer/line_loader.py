@@ -5,7 +5,8 @@ them. A few lines go in through ``Journal.add_outcomes`` itself. Many go in from
 process (``python -m importer.line_loader JOURNAL``) that reads them as an Arrow stream on its
 standard input and appends them with the ADBC SQLite driver, which binds whole columns in C:
 a million lines cost the journal ~7 s through Python's sqlite3 module and ~2.5 s this way, on
-the other core, while this process goes on judging rows. The journal is a WAL-mode SQLite file,
+the other core, while this process goes on judging rows (and a dry run, writing its reports).
+The journal is a WAL-mode SQLite file,
 so the second process is one more connection to it, in its own transaction: if it fails,
 nothing of it is kept, and the lines go in through ``add_outcomes`` instead (which raises
 JournalError if the journal cannot take them). The run's own connection writes nothing
@@ -31,9 +32,16 @@ from types import TracebackType
 from typing import IO, Self
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from importer.columns import LINE_SCHEMA, Duplicates, RunLines, SheetLines
+from importer.columns import (
+    LINE_SCHEMA,
+    SENT_AS,
+    Duplicates,
+    RunLines,
+    SheetLines,
+    pyarrow_without_pandas,
+    with_messages,
+)
 from importer.errors import JournalError
 from importer.journal import Journal
 from importer.model import OUTCOME_COLUMNS, Outcome, Reason, Status
@@ -49,7 +57,7 @@ _SCHEMA = pa.schema(
     [
         pa.field(name, pa.int64() if name == "batch" else LINE_SCHEMA.field(name).type)
         if name not in ("source_file", "sheet")
-        else pa.field(name, pa.string())
+        else pa.field(name, pa.dictionary(pa.int8(), pa.string()))
         for name in OUTCOME_COLUMNS
     ]
 )
@@ -65,9 +73,11 @@ class LineWriter:
 
     def __init__(self, journal: Journal) -> None:
         self._journal = journal
+        self._before = journal.line_count()
         self._added: list[SheetLines] = []
         self._count = 0
         self._child: _Child | None = None
+        self._duplicates: Duplicates | None = None
 
     def add(self, lines: SheetLines) -> None:
         """Queue the lines of one batch (they go in after every line added before them), as
@@ -82,14 +92,30 @@ class LineWriter:
             for added in self._added:
                 self._child.send(added)
 
-    def close(self, duplicates: Duplicates) -> int:
-        """Wait until every line added is in the journal, ``duplicates`` marked (their places
-        counted from the first line added); return how many lines were added."""
-        before = self._journal.line_count()
+    @property
+    def elsewhere(self) -> bool:
+        """Whether a second process stores the lines (``close`` waits for it; this process is
+        free meanwhile)."""
+        return self._child is not None
+
+    def mark(self, duplicates: Duplicates) -> None:
+        """Have ``duplicates`` marked (their places counted from the first line added), after
+        every line added (none may be added after them); ``close`` waits until they are."""
+        self._duplicates = duplicates
+        if self._child is not None:
+            self._child.send(_updates(duplicates, self._before + 1))
+
+    def close(self, duplicates: Duplicates | None = None) -> int:
+        """Wait until every line added is in the journal, the duplicates marked (``mark``, or
+        ``duplicates`` here); return how many lines were added."""
+        if duplicates is not None or self._duplicates is None:
+            self.mark(duplicates or Duplicates.none())
+        marked = self._duplicates or Duplicates.none()
+        before = self._before
         if self._child is not None:
             child, self._child = self._child, None
             try:
-                child.finish(_updates(duplicates, before + 1))
+                child.finish()
             except JournalError as exc:  # its transaction was rolled back: store them here
                 log.warning("%s; storing them in this process", exc)
         if self._journal.line_count() == before:
@@ -97,7 +123,7 @@ class LineWriter:
             self._journal.set_lines(
                 (before + 1 + at, Status.DUPLICATE, Reason.DUPLICATE, message)
                 for at, message in zip(
-                    duplicates.lines.to_pylist(), duplicates.messages.to_pylist(), strict=True
+                    marked.lines.to_pylist(), marked.messages.to_pylist(), strict=True
                 )
             )
         stored = self._journal.line_count() - before
@@ -128,7 +154,8 @@ def _can_start() -> bool:
 
 def _outcomes(sheets: Sequence[SheetLines]) -> Iterator[Outcome]:
     for sheet in sheets:
-        columns = [sheet.table.column(name).to_pylist() for name in LINE_SCHEMA.names]
+        table = with_messages(sheet.table)
+        columns = [table.column(name).to_pylist() for name in LINE_SCHEMA.names]
         for row, part, phone, days, telephone, block, status, reason, message in zip(
             *columns, strict=True
         ):
@@ -139,30 +166,31 @@ def _outcomes(sheets: Sequence[SheetLines]) -> Iterator[Outcome]:
 
 
 def _record_batch(lines: SheetLines) -> pa.RecordBatch:
-    """The lines of one batch with every column of the journal's ``lines`` table."""
-    table = lines.table
+    """The lines of one batch with every column of the journal's ``lines`` table; the sheet's
+    own columns dictionary-encoded (one byte a line to send)."""
+    table = with_messages(lines.table)
     size = table.num_rows
-    constant = {"source_file": lines.source_file, "sheet": lines.sheet}
     columns = []
     for name in OUTCOME_COLUMNS:
-        if name in constant:
-            columns.append(pa.array([constant[name]] * size, pa.string()))
+        if name in ("source_file", "sheet"):
+            value = lines.source_file if name == "source_file" else lines.sheet
+            indices = pa.repeat(pa.scalar(0, pa.int8()), size)
+            columns.append(pa.DictionaryArray.from_arrays(indices, pa.array([value])))
         elif name == "batch":
             columns.append(pa.nulls(size, pa.int64()))
         else:
-            columns.append(table.column(name).combine_chunks())
+            column = table.column(name)  # one chunk as it is (combining would copy it)
+            columns.append(column.chunk(0) if column.num_chunks == 1 else column.combine_chunks())
     return pa.RecordBatch.from_arrays(columns, schema=_SCHEMA)
 
 
-_END = b"\xff\xff\xff\xff\x00\x00\x00\x00"
-"""The end of an Arrow IPC stream."""
 _UPDATES = pa.schema([("message", pa.string()), ("id", pa.int64())])
 """The second stream: the duplicates' messages and line ids."""
 _UPDATE = "UPDATE lines SET status = 'duplicate', reason = 'duplicate', message = ? WHERE id = ?"
 
 
 def _updates(duplicates: Duplicates, first: int) -> pa.RecordBatch:
-    ids = pc.add(duplicates.lines, first)
+    ids = pa.array(duplicates.lines.to_numpy() + first)
     return pa.RecordBatch.from_arrays([duplicates.messages, ids], schema=_UPDATES)
 
 
@@ -189,26 +217,28 @@ class _Child:
         self._thread = threading.Thread(target=self._feed, name="dnc-line-loader", daemon=True)
         self._thread.start()
 
-    def send(self, lines: SheetLines) -> None:
+    def send(self, lines: SheetLines | pa.RecordBatch) -> None:
+        """Queue a batch of lines, or (last) the duplicates' updates."""
         self._queue.put(lines)
 
     def _feed(self) -> None:
         stdin = self._process.stdin
         assert stdin is not None
+        sink = pa.PythonFile(stdin, mode="w")  # written a buffer at a time, never copied whole
         try:
-            stdin.write(_SCHEMA.serialize())
-            while isinstance(lines := self._queue.get(), SheetLines):
-                stdin.write(_record_batch(lines).serialize())
-            stdin.write(_END + _UPDATES.serialize() + lines.serialize() + _END)
+            with pa.ipc.new_stream(sink, _SCHEMA) as writer:
+                while isinstance(lines := self._queue.get(), SheetLines):
+                    writer.write_batch(_record_batch(lines))
+            with pa.ipc.new_stream(sink, _UPDATES) as writer:
+                writer.write_batch(lines)
         except (OSError, ValueError, pa.ArrowException) as exc:  # the process says why
             self._failed = exc
         finally:
             with suppress(OSError):  # what is left in its buffer cannot go to a dead process
                 stdin.close()
 
-    def finish(self, updates: pa.RecordBatch) -> None:
-        """Mark ``updates`` as duplicates, and wait for the process to commit everything."""
-        self._queue.put(updates)
+    def finish(self) -> None:
+        """Wait for the process to commit everything (the updates sent last)."""
         self._thread.join()
         self._process.stdin = None  # the feeding thread closed it
         out, err = self._process.communicate()
@@ -226,26 +256,44 @@ class _Child:
 
 def _store(journal: str, stream: IO[bytes]) -> int:
     """The second process: append the lines of an Arrow stream to ``journal``'s ``lines``, then
-    mark the duplicates of the second stream, in one transaction."""
-    import adbc_driver_sqlite.dbapi as adbc
+    mark the duplicates of the second stream, in one transaction.
 
-    with adbc.connect(journal, autocommit=True) as connection, connection.cursor() as cursor:
-        cursor.execute("PRAGMA synchronous = OFF")  # as the run's own connection while loading
-        cursor.execute("PRAGMA busy_timeout = 10000")
-        cursor.execute("BEGIN IMMEDIATE")
-        stored = 0
+    Through the driver manager's own statements, not its DB-API module, which imports
+    ``pyarrow.dataset`` (~0.3 s); the driver reads the whole stream of lines in one bind.
+    """
+    import adbc_driver_sqlite
+    from adbc_driver_manager import AdbcConnection, AdbcStatement
+
+    with adbc_driver_sqlite.connect(journal) as database, AdbcConnection(database) as connection:
+
+        def run(sql: str) -> None:
+            with AdbcStatement(connection) as statement:
+                statement.set_sql_query(sql)
+                statement.execute_update()
+
+        run("PRAGMA synchronous = OFF")  # as the run's own connection while loading
+        run("PRAGMA busy_timeout = 10000")
+        run("BEGIN IMMEDIATE")
         try:
-            for batch in pa.ipc.open_stream(stream):
-                cursor.adbc_ingest("lines", batch, mode="append")
-                stored += batch.num_rows
+            with AdbcStatement(connection) as statement:
+                statement.set_options(**_INGEST)
+                statement.bind_stream(pa.ipc.open_stream(stream))
+                stored = int(statement.execute_update())
             updates = pa.ipc.open_stream(stream).read_all()
             if updates.num_rows:
-                cursor.executemany(_UPDATE, updates)
+                with AdbcStatement(connection) as statement:
+                    statement.set_sql_query(_UPDATE)
+                    statement.prepare()
+                    statement.bind_stream(updates)
+                    statement.execute_update()
         except BaseException:
-            cursor.execute("ROLLBACK")
+            run("ROLLBACK")
             raise
-        cursor.execute("COMMIT")
+        run("COMMIT")
     return stored
+
+
+_INGEST = {"adbc.ingest.target_table": "lines", "adbc.ingest.mode": "adbc.ingest.mode.append"}
 
 
 _CHANGED = ("status", "reason", "message", "batch")
@@ -259,6 +307,8 @@ def read_back(lines: RunLines, journal: Journal) -> None:
         size = sheet.table.num_rows
         status, reason, message, batch = zip(*islice(rows, size), strict=True) if size else [()] * 4
         table = sheet.table
+        if SENT_AS in table.column_names:  # every message is the journal's now
+            table = table.drop_columns([SENT_AS])
         for name, values in (("status", status), ("reason", reason), ("message", message)):
             table = table.set_column(
                 table.schema.get_field_index(name), name, pa.array(values, pa.string())
@@ -269,7 +319,9 @@ def read_back(lines: RunLines, journal: Journal) -> None:
     if next(rows, None) is not None:
         raise JournalError(f"run journal {journal.path} holds more lines than the run read")
     lines.duplicates = Duplicates.none()  # the journal's statuses hold them now
+    lines.csv_written = None  # the CSV reports written ahead no longer hold these lines
 
 
 if __name__ == "__main__":
+    pyarrow_without_pandas()
     print(json.dumps({"lines": _store(sys.argv[1], sys.stdin.buffer)}))

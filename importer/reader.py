@@ -977,6 +977,30 @@ class _WorkbookSource(Source):
             _one_line(exc)
             raise
 
+    def columns(self) -> Iterator[RowColumns]:
+        from importer.columnar_reader import workbook_columns  # pyarrow, only where it is used
+
+        name = self.info.path
+        try:
+            with _no_panic(name, self._path):
+                all_parsed = all(layout.parsed is not None for layout in self._layouts)
+                wb = None if all_parsed else _load(name, self._path)
+                try:
+                    for layout in self._layouts:
+                        parsed, layout.parsed = layout.parsed, None  # read once
+                        _, rows, _ = _sheet_rows(name, wb, layout.info.name, parsed)
+                        del parsed  # the rows hold the sheet until they are all read
+                        plan = (layout.phone, layout.days, layout.header_row or 0)
+                        yield from workbook_columns(
+                            name, layout.info, layout.info.name, rows, plan, _cell
+                        )
+                finally:
+                    if wb is not None:
+                        wb.close()
+        except InputError as exc:
+            _one_line(exc)
+            raise
+
     def _sheet(self, name: str, wb: CalamineWorkbook | None, layout: _Layout) -> Iterator[RawRow]:
         sheet = layout.info
         sheet.rows = sheet.blank_rows = 0

@@ -129,7 +129,9 @@ def write_xlsx_xml(
         )
 
 
-def _xml_text(value: str) -> str:
+def xml_text(value: str) -> str:
+    """Text as it may stand inside a ``<t>`` element (markup escaped, control characters made
+    U+FFFD)."""
     if _XML_SPECIAL.search(value) is None:
         return value
     return _ILLEGAL.sub("\ufffd", value).translate(_XML_ESCAPES)
@@ -141,7 +143,7 @@ def _xml_outcome_row(row: tuple[object, ...]) -> str:
     if _XML_SPECIAL.search("\n".join(texts)) is not None:
         cells = list(row)
         for index in _TEXT_AT:
-            cells[index] = _xml_text(str(cells[index]))
+            cells[index] = xml_text(str(cells[index]))
         row = tuple(cells)
     return _OUTCOME_ROW_XML.format(*row).replace(_NO_NUMBER, "<c/>").replace(_NO_TEXT, "<c/>")
 
@@ -156,5 +158,5 @@ def _xml_row(values: Iterable[object]) -> str:
         elif isinstance(value, int) and not isinstance(value, bool):
             cells.append(NUMBER_CELL.format(value))
         else:
-            cells.append(TEXT_CELL.format(_xml_text(str(value))))
+            cells.append(TEXT_CELL.format(xml_text(str(value))))
     return "<row>" + "".join(cells) + "</row>"

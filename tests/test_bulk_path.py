@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -131,3 +133,22 @@ def test_a_sending_run_writes_the_same_reports(
         env={"WOLKVOX_TOKEN": sim_token},
         per_run=lambda: ["--base-url", simulator(token=sim_token).base_url],
     )
+
+
+def test_the_bulk_path_leaves_pandas_unimported() -> None:
+    """pyarrow would import pandas (~0.4 s, ~35 MB) on its first conversion of a Python value;
+    ``pyarrow_without_pandas`` keeps it from looking, and pandas stays importable after."""
+    script = (
+        "import sys\n"
+        "from importer.columns import pyarrow_without_pandas\n"
+        "pyarrow_without_pandas()\n"
+        "import pyarrow as pa, pyarrow.compute as pc\n"
+        "pc.add(pa.array([1, 2]), 3); pa.array(['x']); pa.scalar(1.5)\n"
+        "assert 'pandas' not in sys.modules, 'pandas was imported'\n"
+        "assert pa.table({'a': [1]}).to_pandas()['a'].tolist() == [1]\n"
+        "print('ok')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    assert done.stdout.strip() == "ok", done.stderr

@@ -1,7 +1,8 @@
 """``Source.columns()`` hands on exactly the rows of ``Source.rows()``, with the same counts.
 
 Text files the csv module reads one record per line are split by pyarrow
-(``importer.columnar_reader.text_columns``); the others, and workbooks, are ``rows()`` grouped.
+(``importer.columnar_reader.text_columns``), workbooks a chunk of rows at a time
+(``workbook_columns``); the others are ``rows()`` grouped.
 Hypothesis writes text files of every shape the split must agree on: blank and whitespace-only
 lines (Unicode whitespace too), short and long lines, LF or CRLF ends, a last line with or
 without its end, UTF-8 with or without BOM, cp1252, every delimiter, quotes (read by the csv
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,10 +21,11 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from importer import columnar_reader
+from importer.columns import RowColumns
 from importer.config import ReadOptions
 from importer.errors import InputError
 from importer.model import CellValue
-from importer.reader import open_source
+from importer.reader import Source, open_source
 
 DATA = Path(__file__).resolve().parent / "data"
 ROOT = Path(__file__).resolve().parent.parent
@@ -165,3 +168,83 @@ def test_a_workbook_sheet_is_parsed_once(monkeypatch: pytest.MonkeyPatch) -> Non
 
 def _no_load(*args: object) -> None:
     raise AssertionError("the workbook was opened again")
+
+
+class _Parsed:
+    """What the reader uses of a sheet calamine parsed: its start and its rows."""
+
+    def __init__(self, rows: list[list[object]]) -> None:
+        self.rows, self.start = rows, (0, 0)
+
+    def iter_rows(self) -> Iterator[list[object]]:
+        return iter(self.rows)
+
+
+def _workbook(rows: list[list[object]], days: int | None, header: int) -> Source:
+    from importer.reader import SheetInfo, SourceInfo, _Layout, _WorkbookSource
+
+    sheet = SheetInfo("Hoja", header or None, "tel", "dias", ["tel", "dias"])
+    info = SourceInfo("libro.xlsx", "x", 1, "xlsx", None, None, [sheet], [])
+    layout = _Layout(header or None, 1, days, sheet, _Parsed(rows))
+    return _WorkbookSource(info, Path("libro.xlsx"), [layout])
+
+
+_CELL = st.one_of(
+    st.text(st.sampled_from(list("0123456789 +-x") + ["\u00a0", "\u3000"]), max_size=6),
+    st.floats(),
+    st.floats(min_value=0, max_value=1e16).map(float.__floor__).map(float),
+    st.integers(-(10**19), 10**19),
+    st.booleans(),
+    st.dates(),
+    st.times(),
+    st.datetimes(),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    rows=st.lists(
+        st.lists(_CELL, min_size=3, max_size=3)
+        | st.lists(st.sampled_from(["", " ", "\u3000", 0.0]), min_size=3, max_size=3),
+        max_size=40,
+    ),
+    days=st.sampled_from([None, 2]),
+    header=st.integers(0, 2),
+    chunk=st.sampled_from([1, 3, 64]),
+)
+def test_workbook_columns_are_the_rows_grouped(
+    rows: list[list[object]], days: int | None, header: int, chunk: int
+) -> None:
+    """``workbook_columns`` (a chunk of rows at a time) makes the batches ``grouped`` makes of
+    the workbook's ``rows()``: the same phones as text, original cells, days and counts."""
+    expected = list(columnar_reader.grouped(_workbook(rows, days, header).rows()))
+    source = _workbook(rows, days, header)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(columnar_reader, "_WORKBOOK_CHUNK", chunk)
+        found = list(source.columns())
+    assert sum(len(batch.rows) for batch in found) == sum(len(b.rows) for b in expected)
+    assert _flat(found) == _flat(expected)
+    counts = _workbook(rows, days, header)
+    list(counts.rows())
+    assert (source.info.sheets[0].rows, source.info.sheets[0].blank_rows) == (
+        counts.info.sheets[0].rows,
+        counts.info.sheets[0].blank_rows,
+    )
+
+
+def _flat(batches: list[RowColumns]) -> list[tuple[object, ...]]:
+    """Every row of ``batches``: (row, phone as text, phone cell if not text, days cell)."""
+    flat = []
+    for batch in batches:
+        days = batch.days if isinstance(batch.days, list) else [None] * len(batch.rows)
+        for at in range(len(batch.rows)):
+            cell = batch.cells.get(at, "text")
+            flat.append(
+                (
+                    batch.rows[at].as_py(),
+                    batch.phones[at].as_py(),
+                    (type(cell), cell),
+                    (type(days[at]), days[at]),
+                )
+            )
+    return flat

@@ -11,6 +11,7 @@ columns must write the same outcomes.csv, errors.csv and outcomes.xlsx as from t
 from __future__ import annotations
 
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
@@ -181,3 +182,49 @@ def test_the_sent_columns_are_read_back_from_the_journal(tmp_path: Path) -> None
         assert table.column("message").to_pylist() == ["added, batch 1"]
         assert table.column("batch").to_pylist() == [None]
         assert lines.counts() == journal.counts()
+
+
+def test_rows_made_ahead_raise_the_makers_error_and_stop_with_their_reader() -> None:
+    """``xlsx_rows`` makes each page in a second thread: its error is raised to the caller,
+    and a caller that stops early stops it too."""
+    import threading
+
+    from importer.columnar_reports import _made_ahead
+
+    def failing() -> Iterator[memoryview]:
+        yield memoryview(b"a")
+        raise OSError("no space left")
+
+    got = []
+    with pytest.raises(OSError, match="no space left"):
+        for item in _made_ahead(failing()):
+            got.append(bytes(item))
+    assert got == [b"a"]
+
+    made = []
+
+    def many() -> Iterator[memoryview]:
+        for n in range(1000):
+            made.append(n)
+            yield memoryview(b"x")
+
+    ahead = _made_ahead(many())
+    next(ahead)
+    ahead.close()
+    assert len(made) < 1000
+    assert not [t for t in threading.enumerate() if t.name == "dnc-xlsx-rows"]
+
+
+def test_rows_are_counted_in_row_order_and_out_of_it() -> None:
+    """``RunLines.rows`` counts a sheet's distinct rows: from the changes between lines in
+    row order (a split cell's parts share their row), by hashing in any other order."""
+
+    def sheet(rows: list[int], source: str = "a.csv") -> SheetLines:
+        size = len(rows)
+        table = pa.table({"row": pa.array(rows, pa.int64()), "part": pa.array([1] * size)})
+        return SheetLines(source, "", table)
+
+    assert RunLines([sheet([2, 3, 3, 4]), sheet([5, 5])]).rows() == 4
+    assert RunLines([sheet([2, 3, 4]), sheet([2, 3])]).rows() == 3
+    assert RunLines([sheet([2, 3]), sheet([2, 3], "b.csv")]).rows() == 4
+    assert RunLines([sheet([7])]).rows() == 1
