@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import suppress
-from itertools import islice, starmap
+from itertools import islice
 from typing import Protocol
 
 from importer.client import WolkvoxClient, encode_body, encode_rows
@@ -56,7 +56,7 @@ class Batch(list[SendItem]):
     __slots__ = ("body", "line_ids", "line_ranges_json", "rows")
 
     def __init__(self, rows: list[tuple[int, str, int]]) -> None:
-        super().__init__(starmap(SendItem, rows))
+        super().__init__(map(SendItem._make, rows))
         self.rows = rows
         self.line_ids = [row[0] for row in rows]
         self.line_ranges_json = line_ranges_json(self.line_ids)

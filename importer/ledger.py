@@ -225,13 +225,13 @@ class Ledger:
             raise
         return ledger
 
-    def close(self) -> None:
-        """Fold what this connection queued, then close the file (idempotent).
+    def close(self, *, fold: bool = True) -> None:
+        """Fold what this connection queued (``fold``), then close the file (idempotent).
 
-        Everything recorded or queued stays, even if the fold fails (it is done again at the
-        next open).
+        Everything recorded or queued stays, even if the fold fails or is not asked for (it is
+        done at the next open).
         """
-        self._close(fold=True)
+        self._close(fold=fold)
 
     def _close(self, *, fold: bool) -> None:
         if self._closed:

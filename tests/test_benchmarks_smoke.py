@@ -32,29 +32,50 @@ def _expected_valid(path: Path) -> set[str]:
 def test_runner_times_both_programs_and_writes_the_report(tmp_path: Path) -> None:
     output = tmp_path / "BENCHMARKS.md"
     argv = [
-        "--rows", "250", "--rounds", "1", "--batch-size", "100", "--baseline-requests", "5",
-        "--only", "xlsx-import",  # the import path: simulators, sending, gaps (a few seconds)
-        "--data-dir", str(tmp_path / "data"), "--work-dir", str(tmp_path / "work"),
-        "--output", str(output),
+        "--rows",
+        "250",
+        "--rounds",
+        "1",
+        "--batch-size",
+        "100",
+        "--baseline-requests",
+        "5",
+        "--only",
+        "xlsx-import",  # the import path: simulators, sending, gaps (a few seconds)
+        "--data-dir",
+        str(tmp_path / "data"),
+        "--work-dir",
+        str(tmp_path / "work"),
+        "--output",
+        str(output),
     ]
     done = subprocess.run(
         [sys.executable, "-m", "benchmarks.run", *argv],
-        cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     report = output.read_text(encoding="utf-8")
 
     valid = len(_expected_valid(tmp_path / "data" / "numbers-250.xlsx"))
     assert 200 < valid < 250  # ~3% invalid and ~5% duplicates among 250 rows
-    assert ("- passed: xlsx-import: the tool and the reference find the same "
-            f"{valid:,} valid numbers") in report
+    assert (
+        f"- passed: xlsx-import: the tool and the reference find the same {valid:,} valid numbers"
+    ) in report
     assert re.search(r"^\| xlsx-import \| 250 \| [0-9.]+ \| [0-9.]+ \| ", report, re.MULTILINE)
     assert "**FAILED**" not in report
     assert "> **Reduced sizes** (xlsx-import: 250 rows)" in report
     # 3 batches of 100 give 2 gaps per tool import; the baseline client's 5 requests give 4
     assert "(2 gaps)" in report and "(4 gaps)" in report
-    assert re.search(r"^\| 3\. tool's own cost per request .* \(batch 100: the floor is for 1000\)"
-                     r" \|$", report, re.MULTILINE)
+    assert re.search(
+        r"^\| 3\. tool's own cost per request .* \(batch 100: the floor is for 1000\)"
+        r" \|$",
+        report,
+        re.MULTILINE,
+    )
 
     results = json.loads((tmp_path / "work" / "results.json").read_text(encoding="utf-8"))
     runs = {(r["scenario"], r["program"]): r for r in results["runs"]}
@@ -76,3 +97,12 @@ def test_a_difference_in_the_valid_sets_is_named_with_examples(
         "csv-dry-run: the valid sets differ: 1 only in the tool (e.g. ['6012345678']), "
         "1 only in the reference (e.g. ['3019999999'])"
     )
+
+
+def test_the_profile_stages_name_functions_that_exist(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A renamed stage function would print as "not called": the names must follow the code."""
+    monkeypatch.syspath_prepend(str(ROOT))
+    from benchmarks.profile_stages import STAGES, missing_functions
+
+    assert missing_functions() == []
+    assert len(STAGES) > 10

@@ -819,3 +819,47 @@ def test_confirmed_batches_are_listed_until_marked_in_the_ledger(journal: Journa
     )
     journal.mark_ledgered([1])
     assert journal.unledgered_batches() == [(3, third)]
+
+
+def test_changed_lines_are_what_a_settle_would_change_read_without_settling(
+    journal: Journal, path: Path
+) -> None:
+    """A reader holding the lines as loaded (ready, invalid, duplicate) is brought up to date
+    by ``changed_lines``: its lines first, then each unsettled verdict over its ranges, equal
+    what the journal holds once settled; and nothing is written meanwhile."""
+    journal.add_outcomes(
+        [line(f"31912345{i:02d}", 30, row=i + 2) for i in range(8)]
+        + [line("x", status=Status.INVALID, reason="not-a-number", row=10)]
+    )
+    loaded = [[o.status.value, o.reason, o.message, o.batch] for o in journal.outcomes()]
+    items = list(journal.items())
+    journal.begin_batch(1, items[:2])
+    journal.record_batch(BatchResult(1, items[:2], Status.ADDED, "added", "all added"))
+    journal.settle()  # batch 1 is on its lines: changed lines, not a verdict
+    journal.set_lines([(items[5].line_id, Status.SKIPPED, "already-blocked", "blocked")])
+    journal.begin_batch(2, items[2:5])
+    journal.record_batch(
+        BatchResult(2, items[2:5], Status.UNCERTAIN, "partial-batch", "2 of 3"), with_next=True
+    )
+    journal.begin_batch(3, [items[6]])  # writes batch 2's held verdict; 3 stays in flight
+    journal.begin_batch(4, [items[7]])
+    journal.record_batch(BatchResult(4, [items[7]], Status.REJECTED, "rejected-by-server", "no"))
+    stored = raw_statuses(path)
+
+    changes = journal.changed_lines((Status.READY, Status.INVALID, Status.DUPLICATE))
+    assert raw_statuses(path) == stored  # read, not settled
+    assert changes.line_count == 9
+    assert [row[0] for row in changes.lines] == [1, 2, 6]  # batch 1 and the skipped line
+    assert [(v[0], v[1], v[4]) for v in changes.verdicts] == [
+        (2, "uncertain", [(3, 5)]),
+        (4, "rejected", [(8, 8)]),
+    ]
+    view = loaded
+    for line_id, *values in changes.lines:
+        view[line_id - 1] = values
+    for batch, status, reason, message, ranges in changes.verdicts:
+        for first, last in ranges:
+            for line_id in range(first, last + 1):
+                view[line_id - 1] = [status, reason, message, batch]
+    assert view == [list(row) for row in journal.rows(("status", "reason", "message", "batch"))]
+    assert raw_statuses(path) != stored  # rows() settled

@@ -498,6 +498,21 @@ def test_leaving_on_an_error_does_not_fold_but_keeps_the_queue(path: Path) -> No
         assert again.blocks("wv0002", ["3191234567"])["3191234567"].days == 90
 
 
+def test_close_without_folding_leaves_the_queue_to_the_next_open(path: Path) -> None:
+    """A bulk run closes its ledger so and has a second process open it (the fold)."""
+    ledger = Ledger.open(path)
+    ledger.queue_added("wv0002", body_of(("3191234567", 90)), AT)
+    ledger.close(fold=False)
+    ledger.close()  # idempotent: no fold once closed
+    raw = sqlite3.connect(path)
+    assert raw.execute("SELECT COUNT(*) FROM pending").fetchone() == (1,)
+    assert raw.execute("SELECT COUNT(*) FROM blocks").fetchone() == (0,)
+    raw.close()
+    with Ledger.open(path) as again:
+        assert again.blocks("wv0002", ["3191234567"])["3191234567"].days == 90
+        assert again.fold() == 0
+
+
 def test_the_same_confirmation_queued_again_never_replaces_a_newer_one(path: Path) -> None:
     """A run killed between its verdict and marking it queued queues that batch again on
     resume, maybe after another run confirmed the same number anew, the same day: the older

@@ -23,6 +23,7 @@ from importer.simulator import (
     Faults,
     SimConfig,
     Simulator,
+    _plain_batch,
 )
 
 StartSim = Callable[..., Simulator]
@@ -577,3 +578,116 @@ def test_bad_settings_say_which_and_why(make: Callable[[], object], message: str
     with pytest.raises(UsageError) as caught:
         make()
     assert str(caught.value) == message
+
+
+# -- the usual body, read without json.loads -------------------------------------------------
+
+SPELLINGS = [
+    # (a body the quick reading takes, the same numbers spelled so only json.loads reads them)
+    (
+        (
+            b'[{"telephone":"3001234567","days_block":"30"},'
+            b'{"telephone":"+573007654321","days_block":"7"}]'
+        ),
+        (
+            b'[{"days_block":"30","telephone":"3001234567"},'
+            b'{"telephone":"+573007654321","days_block":"\\u0037"}]'
+        ),
+    ),
+    (  # as json.dumps writes it by default, and with more whitespace around the array
+        (
+            b' \n[ {"telephone": "3001234567", "days_block": "30"} ,'
+            b'\t{"telephone": "12345", "days_block": "15"} ]\r\n'
+        ),
+        (
+            b'[{"telephone": "3001234567", "days_block": "30", "x": 1},'
+            b' {"telephone": "12345", "days_block": "15"}]'
+        ),
+    ),
+    (  # one number twice in a batch: both counted, the last days kept
+        (
+            b'[{"telephone":"3001234567","days_block":"30"},'
+            b'{"telephone":"3001234567","days_block":"90"}]'
+        ),
+        (
+            b'[{"telephone":"3001234567","days_block":"30"},'
+            b'{"telephone":"300123456\\u0037","days_block":"90"}]'
+        ),
+    ),
+]
+
+
+@pytest.mark.parametrize(("quick", "general"), SPELLINGS)
+@pytest.mark.parametrize("reject_existing", [False, True])
+def test_a_body_read_quickly_is_answered_as_json_loads_reads_it(
+    simulator: StartSim, quick: bytes, general: bytes, reject_existing: bool
+) -> None:
+    assert _plain_batch(quick) is not None and _plain_batch(general) is None  # the premise
+    first, second = (
+        simulator(reject_existing=reject_existing),
+        simulator(reject_existing=reject_existing),
+    )
+    answers = [post(sim, None, raw=body) for sim, body in ((first, quick), (second, general))]
+    assert answers[0].status_code == answers[1].status_code == 200
+    assert answers[0].json() == answers[1].json()
+    assert first.dnc_list() == second.dnc_list()
+    assert first.received() == second.received()
+    assert [r.stored for r in first.requests()] == [r.stored for r in second.requests()]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"[]",
+        b'[{"telephone":"3001234567","days_block":"030"}]',  # a leading zero
+        b'[{"telephone":"3001234567","days_block":"0"}]',
+        b'[{"telephone":"","days_block":"30"}]',
+        b'[{"telephone":"3001234567","days_block":30}]',  # days as a number
+        b'[{"telephone":3001234567,"days_block":"30"}]',
+        b'[{"telephone":"3001234567","days_block":"30"},]',  # a trailing comma
+        (
+            b'[{"telephone":"3001234567","days_block":"30"}{"telephone":"3001234568",'
+            b'"days_block":"30"}]'
+        ),  # no comma between
+        b'\xef\xbb\xbf[{"telephone":"3001234567","days_block":"1234567890"}]',  # ten digits
+        b'[{"telephone":"3001234567","days_block":"30"}]\f',  # not JSON whitespace
+    ],
+)
+def test_a_body_out_of_the_usual_form_is_judged_by_json_loads(
+    simulator: StartSim, body: bytes
+) -> None:
+    sim = simulator()
+    answer = post(sim, None, raw=body)
+    assert (answer.status_code, answer.json()) == (400, PARAMS_400)
+    assert sim.dnc_list() == {}
+
+
+def test_a_quick_body_is_still_checked_for_size_and_malformed_patterns(
+    simulator: StartSim,
+) -> None:
+    sim = simulator(max_records=2, malformed_patterns=("^999",))
+    three = json.dumps(rows("3001234567", "3001234568", "3001234569")).encode()
+    bad = json.dumps(rows("3001234567", "9991234567")).encode()
+    assert post(sim, None, raw=three).status_code == 413
+    assert (post(sim, None, raw=bad).status_code, outcomes(sim)) == (400, ["too-many", "malformed"])
+    assert [r.records for r in sim.requests()] == [3, 2]
+    assert sim.dnc_list() == {}
+
+
+def test_additions_a_simulator_did_not_fold_are_in_the_list_at_the_next_start(
+    tmp_path: Path,
+) -> None:
+    """Each request's additions are appended, and folded into the list when it is read, on
+    stop, and at the next start: a simulator killed mid-way loses none."""
+    db = tmp_path / "dnc.sqlite3"
+    killed = Simulator(SimConfig(db_path=db)).start()
+    try:
+        post(killed, rows("3001234567", days="20") + rows("3007654321"))
+        with sqlite3.connect(db) as conn:  # as a kill would leave it: nothing folded yet
+            assert conn.execute("SELECT COUNT(*) FROM dnc").fetchone() == (0,)
+            assert conn.execute("SELECT COUNT(*) FROM dnc_added").fetchone() == (1,)
+        with Simulator(SimConfig(db_path=db, reject_existing=True)) as next_one:
+            assert next_one.dnc_list() == {"3001234567": 20, "3007654321": 30}
+            assert post(next_one, rows("3007654321")).json()["msg"] == "0 telephones were added"
+    finally:
+        killed.stop()
