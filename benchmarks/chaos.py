@@ -37,12 +37,12 @@ Options: ``--seeds 1,2,3``, ``--numbers 100000``, ``--batch-size 250``, ``--kill
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
 import random
 import signal
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -54,6 +54,15 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.chaos_checks import TOKEN, Invocation, Verdict, check, write_input
+from benchmarks.cli_runs import (
+    finish,
+    in_flight,
+    journal_state,
+    read_summary,
+    run_dirs,
+    start_cli,
+    wait_until,
+)
 from importer.simulator import Faults, SimConfig, Simulator
 
 MAX_INVOCATIONS = 40
@@ -130,22 +139,6 @@ def _kill(rng: random.Random, longest: float, batches: int) -> Kill:
 # --- driving the CLI --------------------------------------------------------------------------
 
 
-def journal_state(run_dir: Path) -> str | None:
-    """The journal's ``state`` meta, read as another process would (None if unreadable)."""
-    path = run_dir / "journal.sqlite"
-    if not path.is_file():
-        return None
-    try:
-        db = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)
-        try:
-            row = db.execute("SELECT value FROM meta WHERE key = 'state'").fetchone()
-        finally:
-            db.close()
-    except sqlite3.Error:
-        return None
-    return None if row is None else str(json.loads(row[0]))
-
-
 class Driver:
     """Runs the import, then resumes it until it finishes, killing it as the plan says."""
 
@@ -156,7 +149,6 @@ class Driver:
             **os.environ,
             "WOLKVOX_TOKEN": TOKEN,
             "DNC_IMPORT_STATE_DIR": str(work / "state"),
-            "PYTHONUNBUFFERED": "1",
         }
         self.invocations: list[Invocation] = []
         self.abandoned: list[Path] = []
@@ -171,12 +163,12 @@ class Driver:
         kills = list(self.plan.kills)
         run_dir: Path | None = None
         for _ in range(MAX_INVOCATIONS):
-            before = set(self._folders())
+            before = set(run_dirs(self.reports))
             args = self._run_args() if run_dir is None else self._resume_args(run_dir)
             done = self._invoke(args, kills.pop(0) if kills else None)
             self.invocations.append(done)
             if run_dir is None:
-                new = sorted(set(self._folders()) - before)
+                new = sorted(set(run_dirs(self.reports)) - before)
                 run_dir = next((p for p in new if journal_state(p) not in (None, "loading")), None)
                 self.abandoned += [p for p in new if p != run_dir]
             self._wait_idle()
@@ -198,18 +190,14 @@ class Driver:
                 self.quota_days += 1
         return None
 
-    def _folders(self) -> list[Path]:
-        if not self.reports.is_dir():
-            return []
-        return [path for path in self.reports.iterdir() if path.is_dir()]
-
     def _run_args(self) -> list[str]:
         plan = self.plan
         return [
             "run", str(self.source), "--base-url", self.sim.base_url,
             "--reports-dir", str(self.reports), "--batch-size", str(plan.batch_size),
             "--retries", str(plan.retries), "--max-wait", str(plan.max_wait),
-            "--lock-wait", "60", "--quiet",
+            # its lost answers are dropped connections, whose request the simulator has ended
+            "--lost-answer-wait", str(plan.max_wait), "--lock-wait", "60", "--quiet",
         ]  # fmt: skip
 
     def _resume_args(self, run_dir: Path) -> list[str]:
@@ -220,12 +208,8 @@ class Driver:
         err_path = self.work / f"invocation-{number}.stderr"
         started, wall, calls = time.monotonic(), time.time(), self.sim.calls
         with err_path.open("wb") as err:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "importer", *args],
-                cwd=self.work,
-                env=self.env,
-                stdout=subprocess.DEVNULL,
-                stderr=err,
+            process = start_cli(
+                args, cwd=self.work, env=self.env, stdout=subprocess.DEVNULL, stderr=err
             )
             killed = ""
             if kill is not None:
@@ -234,10 +218,7 @@ class Driver:
                 if process.poll() is None:
                     process.send_signal(kill.signum)
                     killed = signal.Signals(kill.signum).name
-            try:
-                code = process.wait(timeout=TIMEOUT)
-            finally:
-                process.kill()
+            code, _, _ = finish(process, timeout=TIMEOUT)
         summary = self._fresh_summary(wall)
         tail = err_path.read_text(encoding="utf-8", errors="replace")[-600:]
         seconds = round(time.monotonic() - started, 2)
@@ -250,19 +231,16 @@ class Driver:
 
     def _fresh_summary(self, since: float) -> dict[str, Any] | None:
         """The summary.json written by the last process (none if it wrote none)."""
-        found = [p / "summary.json" for p in self._folders() if (p / "summary.json").is_file()]
-        fresh = [p for p in found if p.stat().st_mtime >= since]
+        found = [p / "summary.json" for p in run_dirs(self.reports)]
+        fresh = [p for p in found if p.is_file() and p.stat().st_mtime >= since]
         if not fresh:
             return None
-        newest = max(fresh, key=lambda p: p.stat().st_mtime)
-        summary: dict[str, Any] = json.loads(newest.read_text(encoding="utf-8"))
-        return summary
+        return read_summary(max(fresh, key=lambda p: p.stat().st_mtime).parent)
 
     def _wait_idle(self) -> None:
         """A request a killed process left in the server ends before the next process starts."""
-        deadline = time.monotonic() + 30
-        while self.sim.calls > len(self.sim.requests()) and time.monotonic() < deadline:
-            time.sleep(0.01)
+        with contextlib.suppress(TimeoutError):  # the next process's checks will say so
+            wait_until(lambda: not in_flight(self.sim), timeout=30, poll=0.01)
 
 
 # --- one seed, many seeds ---------------------------------------------------------------------

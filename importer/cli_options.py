@@ -113,6 +113,23 @@ def send_options(func: F) -> F:
             help="Seconds to wait for another run using the same token.",
         ),
         click.option(
+            "--read-timeout",
+            type=click.FloatRange(0.0, min_open=True),
+            default=75.0,
+            show_default=True,
+            help="Seconds to wait for the server's answer to one call.",
+        ),
+        click.option(
+            "--lost-answer-wait",
+            type=click.FloatRange(0.0),
+            metavar="SECONDS",
+            help=(
+                "After a call whose answer was lost (no answer in time, a broken connection), "
+                "seconds before the token is used again: the server may still be working on "
+                "it. Default: --read-timeout."
+            ),
+        ),
+        click.option(
             "--max-calls",
             type=click.IntRange(1),
             help="Stop cleanly after this many calls (quota budget).",
@@ -244,6 +261,10 @@ def build_send(opts: dict[str, Any], url: str, lock_key: str, token: Token) -> S
         retries=int(opts["retries"]),
         max_wait=float(opts["max_wait"]),
         lock_wait=float(opts["lock_wait"]),
+        read_timeout=float(opts["read_timeout"]),
+        lost_answer_wait=None
+        if opts["lost_answer_wait"] is None
+        else float(opts["lost_answer_wait"]),
         ca_bundle=opts["ca_bundle"],
         max_calls=opts["max_calls"],
     )

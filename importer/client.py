@@ -4,6 +4,13 @@
 that classifies one HTTP answer; ``WolkvoxClient.add_dnc`` makes one logical call, retrying
 transient failures, and raises the ``errors`` exception that tells the caller what to do next.
 No message built here ever contains the token (it only travels in one request header).
+
+A token is never used by two requests at once (Wolkvox: "the same token cannot be consumed
+simultaneously"). A request whose answer was lost (no answer in time, a connection broken
+after the request left) may still be running on the server, so after one the client sends
+nothing with the token until ``SendOptions.lost_answer_wait`` seconds have passed (default:
+the read timeout): not the retry, not the next batch, and it does not give up the batch (and
+so the token, to whoever waits for it) before then either.
 """
 
 from __future__ import annotations
@@ -19,6 +26,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from enum import Enum
+from functools import lru_cache
+from itertools import chain
 from operator import itemgetter
 from urllib.parse import urlsplit
 
@@ -177,12 +186,23 @@ def encode_rows(rows: Sequence[tuple[int, str, object]]) -> bytes:
 
 
 def _encode(rows: Sequence[tuple[object, ...]], item: str, first: int) -> bytes:
-    if _PLAIN_TELEPHONES.fullmatch("".join(map(itemgetter(first), rows))):
-        return ("[" + ",".join(map(item.__mod__, rows)) + "]").encode("ascii")
+    width = first + 2
+    plain = _PLAIN_TELEPHONES.fullmatch("".join(map(itemgetter(first), rows)))
+    if plain and set(map(len, rows)) <= {width}:
+        # one format of the whole body (~0.3 ms for 1000 numbers, half of one per number),
+        # done while the previous request is in flight
+        values = tuple(chain.from_iterable(rows))
+        return (_body_format(item, len(rows)) % values).encode("ascii")
     return json.dumps(
         [{"telephone": row[first], "days_block": str(row[first + 1])} for row in rows],
         separators=(",", ":"),
     ).encode("ascii")
+
+
+@lru_cache(maxsize=8)
+def _body_format(item: str, count: int) -> str:
+    """``[item,item,...]``: the format of a body of ``count`` numbers."""
+    return "[" + ",".join([item] * count) + "]"
 
 
 # --- reading an answer -----------------------------------------------------------------------
@@ -339,7 +359,10 @@ class WolkvoxClient:
     ``calls`` counts HTTP requests (retries included), ``retries`` the retries;
     ``last_attempts`` and ``last_totals`` describe the last ``add_dnc`` call, even one that
     raised; ``last_answer_lost`` says that one of its attempts broke after the request may
-    have reached the server (so that attempt may have added the numbers, unanswered).
+    have reached the server (so that attempt may have added the numbers, unanswered), or was
+    abandoned by an interrupt while it was out. After such an attempt nothing is sent until
+    the lost answer's grace has passed (see the module docstring); every wait is interruptible
+    (``Interrupted``) and told through ``on_retry``.
 
     ``http`` is an httpx Client (all of httpx: proxies, hooks; the tests' MockTransport) or a
     bare transport, called directly: ``make_sender`` gives the one a run uses.
@@ -353,6 +376,7 @@ class WolkvoxClient:
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
         on_retry: Callable[[str], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         secret = options.token.reveal()
         if (
@@ -368,8 +392,13 @@ class WolkvoxClient:
         self._options = options
         self._secret = secret
         self._sleep = sleep
+        self._clock = clock
         self._rng = rng if rng is not None else random.Random()
         self._on_retry = on_retry
+        grace = options.lost_answer_wait
+        self._grace = options.read_timeout if grace is None else grace
+        self._not_before = -math.inf
+        """``clock()`` time before which the token must not be used (a lost answer's grace)."""
         self.calls = 0
         self.retries = 0
         self.last_attempts = 0
@@ -417,6 +446,8 @@ class WolkvoxClient:
         unknown_403 = 0
         while True:
             self.check_max_calls()
+            if self.last_attempts == 0:  # a retry's wait already holds the grace
+                self._rest_before(len(items))
             self.last_attempts += 1
             answer, problem = self._attempt(body, len(items))
             self._run_waiting()
@@ -494,15 +525,19 @@ class WolkvoxClient:
         self.calls += 1
         try:
             status, content, headers = self._exchange(payload)
+        except httpx.HTTPError as exc:
+            if not isinstance(exc, _NEVER_SENT):
+                self._answer_lost()
+            return None, self._network_problem(exc)
         except KeyboardInterrupt as exc:
+            self._answer_lost()
             raise Interrupted(
                 f"interrupted while {count} numbers were in flight to {url}: the server may or "
                 "may not have added them; resume the run to send what is left"
             ) from exc
-        except httpx.HTTPError as exc:
-            if not isinstance(exc, _NEVER_SENT):
-                self.last_answer_lost = True
-            return None, self._network_problem(exc)
+        except BaseException:
+            self._answer_lost()  # e.g. while_waiting failed while the request was out
+            raise
         answer = parse_answer(status, content, headers)
         return self._scrubbed(answer), ""
 
@@ -555,30 +590,82 @@ class WolkvoxClient:
 
     def _wait_before_retry(self, answer: Answer | None, problem: str, count: int) -> None:
         options = self._options
+        grace = self._grace_left()
         if self.last_attempts > options.retries:
+            lost = (
+                "; an attempt's answer was lost, so the server may have added them"
+                if self.last_answer_lost
+                else ""
+            )
+            if grace > 0:  # the token stays out of use (and this run holds it) until then
+                self._tell(
+                    f"giving up on {count} numbers in {grace:.1f} s: the server may still be "
+                    f"working on the last request ({problem}), so the token rests until then "
+                    f"(--lost-answer-wait)"
+                )
+                self._pause(grace, f"waiting to give up on {count} numbers", problem)
             raise BatchFailed(
                 f"{count} numbers could not be sent to {options.url} after "
-                f"{self.last_attempts} attempts (last: {problem}); the run stopped there: "
+                f"{self.last_attempts} attempts (last: {problem}){lost}; the run stopped there: "
                 "resume it later, or raise --retries/--max-wait"
             )
         if answer is not None and answer.retry_after is not None:
-            wait = min(answer.retry_after, options.max_wait)
+            backoff = min(answer.retry_after, options.max_wait)
         else:
             maintenance = answer is not None and answer.kind is AnswerKind.MAINTENANCE
             base = _MAINTENANCE_WAIT if maintenance else _BASE_WAIT
             ceiling = min(options.max_wait, base * 2.0 ** (self.last_attempts - 1))
-            wait = self._rng.uniform(0.0, ceiling)
+            backoff = self._rng.uniform(0.0, ceiling)
+        wait = max(backoff, grace)
         self.retries += 1
+        resting = (
+            f"; the server may still be working on that request, so the token rests "
+            f"{grace:.1f} s (--lost-answer-wait)"
+            if grace > backoff
+            else ""
+        )
+        self._tell(
+            f"retry {self.last_attempts}/{options.retries} in {wait:.1f} s: {problem}{resting}"
+        )
+        self._pause(wait, f"waiting to retry {count} numbers", problem)
+
+    def _rest_before(self, count: int) -> None:
+        """Before a batch's first attempt: wait out the grace of an earlier lost answer."""
+        grace = self._grace_left()
+        if grace <= 0:
+            return
+        self._tell(
+            f"waiting {grace:.1f} s before sending {count} numbers: an earlier request's answer "
+            f"was lost and the server may still be working on it (--lost-answer-wait)"
+        )
+        self._pause(grace, f"waiting to send {count} numbers", "")
+
+    def _answer_lost(self) -> None:
+        """An attempt's request may have reached the server and its answer will never come."""
+        self.last_answer_lost = True
+        self._not_before = max(self._not_before, self._clock() + self._grace)
+
+    def _grace_left(self) -> float:
+        return max(0.0, self._not_before - self._clock())
+
+    def _tell(self, message: str) -> None:
         if self._on_retry is not None:
-            self._on_retry(
-                f"retry {self.last_attempts}/{options.retries} in {wait:.1f} s: {problem}"
-            )
+            self._on_retry(message)
+
+    def _pause(self, seconds: float, doing: str, problem: str) -> None:
+        """Sleep; Ctrl-C or SIGTERM meanwhile raises ``Interrupted``, which says whether the
+        server may have added the numbers (only if an attempt's answer was lost)."""
         try:
-            self._sleep(wait)
+            self._sleep(seconds)
         except KeyboardInterrupt as exc:
+            last = f" (last: {problem})" if problem else ""
+            said = (
+                "an attempt's answer was lost, so the server may or may not have added them"
+                if self.last_answer_lost
+                else "the server has not added them"
+            )
             raise Interrupted(
-                f"interrupted while waiting to retry {count} numbers (last: {problem}); "
-                "resume the run to send what is left"
+                f"interrupted while {doing}{last}: {said}; resume the run to send what is left"
             ) from exc
 
     def _describe(self, answer: Answer) -> str:

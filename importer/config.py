@@ -111,6 +111,9 @@ class SendOptions:
     lock_wait: float = 300.0
     connect_timeout: float = 10.0
     read_timeout: float = 75.0
+    lost_answer_wait: float | None = None
+    """Seconds the token rests after a request whose answer was lost (the server may still be
+    working on it); None: ``read_timeout``."""
     ca_bundle: Path | None = None
     max_calls: int | None = None
     max_splits: int = 10

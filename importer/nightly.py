@@ -58,6 +58,9 @@ class ScheduledRequest:
     """An inbox file modified less than this many seconds ago is still being written."""
     on_loaded: Callable[[str], None] | None = None
     """Called with the new run's id once its rows are all in its journal (before sending)."""
+    on_resume: Callable[[str | None], None] | None = None
+    """Called with an unfinished run's id before it is resumed, and with None once the resumes
+    are over (the CLI then knows which run an error stopped: exit 3 once it sent again)."""
 
 
 @dataclass
@@ -94,8 +97,12 @@ def run_scheduled(request: ScheduledRequest, progress: Progress | None = None) -
                 shown.notice(f"run {run_dir.name} is still running in another process: left to it")
                 continue
             shown.notice(f"finishing the unfinished run {run_dir.name} first")
+            if request.on_resume is not None:
+                request.on_resume(run_dir.name)
             resumed = resume_import(run_dir, request.token, shown, check_inputs=False)
             result.resumed.append(resumed)
+        if request.on_resume is not None:
+            request.on_resume(None)
     inputs = list(request.run.inputs)
     inbox_files: list[Path] = []
     if request.inbox is not None:

@@ -22,7 +22,7 @@ import os
 import platform
 import shutil
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import UTC, date, datetime
@@ -33,7 +33,7 @@ import filelock
 import phonenumbers
 
 from importer import __version__
-from importer.bulk_load import bulk_wanted, load_bulk, refresh_lines
+from importer.bulk_load import bulk_wanted, load_bulk
 from importer.chunker import Chunker, request_body
 from importer.client import WolkvoxClient, encode_body
 from importer.config import ReadOptions, ReportOptions, SendOptions, Token, ValidateOptions
@@ -56,7 +56,9 @@ from importer.reporter import SUMMARY_JSON, create_run_dir, new_run_id, write_re
 from importer.validator import check_options, validate
 
 if TYPE_CHECKING:
+    from importer.aftercare import Aftercare
     from importer.columns import RunLines
+    from importer.sent_lines import ReadyLines
 
 JOURNAL_NAME = "journal.sqlite"
 LOG_NAME = "run.log"
@@ -70,6 +72,11 @@ IN_FLIGHT_MESSAGE = (
     "in flight when the run was interrupted: the server may or may not have added it; "
     "`dnc-import resume` sends it again"
 )
+NOT_ADDED_MESSAGE = (
+    "the run was interrupted while its batch waited to be sent (again): the server has not "
+    "added it; `dnc-import resume` sends it"
+)
+"""The lines of the batch a run was interrupted on, when no attempt of it lost its answer."""
 
 log = logging.getLogger("importer")
 log.addHandler(logging.NullHandler())
@@ -150,6 +157,23 @@ class _Clock:
         return now
 
 
+def _refuse_repeated_inputs(inputs: Sequence[str | Path]) -> None:
+    """Refuse a file named twice (the same name, or two names of one file): its rows would be
+    read twice and every one of them reported as its own duplicate."""
+    seen: dict[tuple[int, int] | str, str | Path] = {}
+    for path in inputs:
+        try:
+            stat = os.stat(path)
+            key: tuple[int, int] | str = (stat.st_dev, stat.st_ino)
+        except OSError:
+            key = str(path)  # open_source names the problem
+        if key in seen:
+            first = seen[key]
+            same = f"{path}" if str(first) == str(path) else f"{first} and {path}"
+            raise InputError(f"{same}: the same file is given twice; give each input file once")
+        seen[key] = path
+
+
 def run_import(
     request: RunRequest,
     progress: Progress | None = None,
@@ -166,6 +190,7 @@ def run_import(
     check_options(request.validate)
     if not request.inputs:
         raise InputError("no input files given: name one or more .csv/.xlsx/.xls/.ods files")
+    _refuse_repeated_inputs(request.inputs)
     sources = [open_source(path, request.read) for path in request.inputs]
     check_days_columns(sources, request.validate)
     for warning in unread_phone_columns(sources):
@@ -201,13 +226,17 @@ def run_import(
                 on_loaded(run_id)
             stats = None
             if request.send is not None:
-                with _ledger(request.ledger) as ledger:
+                # a bulk run leaves the settle and the fold to a second process (_finish)
+                with _ledger(request.ledger, fold=lines is None) as ledger:
                     if ledger is not None and request.skip_confirmed:
                         _skip_confirmed(journal, ledger, request.send.lock_key)
                         since = clock.add("ledger", since)
-                    stats = _send(journal, request.send, shown, ledger)
+                    queue = None if lines is None else _ready_lines(lines, journal)
+                    stats = _send(
+                        journal, request.send, shown, ledger, settle=lines is None, queue=queue
+                    )
                 since = clock.add("send", since)
-            return _finish(journal, run_dir, stats, clock, since, lines)
+            return _finish(journal, run_dir, stats, clock, since, lines, ledger=request.ledger)
         except KeyboardInterrupt:
             raise _interrupted(run_id, resumable=request.send is not None) from None
 
@@ -484,18 +513,29 @@ def _counted(rows: Iterable[RawRow], progress: Progress, every: int = 5000) -> I
 
 
 def _send(
-    journal: Journal, options: SendOptions, progress: Progress, ledger: Ledger | None = None
+    journal: Journal,
+    options: SendOptions,
+    progress: Progress,
+    ledger: Ledger | None = None,
+    *,
+    settle: bool = True,
+    queue: ReadyLines | None = None,
 ) -> _SendStats:
+    """Send every ready line (``queue``: the journal's ready lines, as a bulk run holds them;
+    None: read from the journal); ``settle``: copy the verdicts onto their lines at the end
+    (else the journal does it at its next use of the lines)."""
     stats = _SendStats()
     if ledger is not None:
         _push_confirmed(journal, ledger, options.lock_key)  # what a killed run left unqueued
-    pending = journal.counts_by_status()[Status.READY.value]
+    pending = journal.counts_by_status()[Status.READY.value] if queue is None else len(queue)
     if pending == 0:
         return stats
     progress.sending(pending)
     log.info(
         "sending %d number(s) to %s in batches of %d", pending, options.url, options.batch_size
     )
+    client: WolkvoxClient | None = None
+    maybe_added = True  # the interrupted batch's numbers, unless the client knows they were not
     try:
         with (
             token_lock(
@@ -520,7 +560,8 @@ def _send(
                 # Between two requests there is only the verdict and one journal commit (this
                 # verdict with the next batch's begin). The next batch is read, and this one
                 # queued in the ledger and logged, while the next request is in flight.
-                for result in chunker.send_queue(journal.send_queue(), later.flush):
+                rows = journal.send_queue() if queue is None else queue
+                for result in chunker.send_queue(rows, later.flush):
                     # committed with the next batch's begin, before that request leaves
                     later.add(result, journal.record_batch(result, with_next=True))
             finally:
@@ -528,15 +569,17 @@ def _send(
                     gc.enable()
                 stats.calls, stats.retries = client.calls, client.retries
                 later.flush()
-        journal.settle()  # every verdict onto its lines now, in one transaction
+        if settle:
+            journal.settle()  # every verdict onto its lines now, in one transaction
     except SendStopped as exc:
         stats.stopped = exc
+        maybe_added = client is None or client.last_answer_lost
     except KeyboardInterrupt:
         stats.stopped = Interrupted("interrupted (Ctrl-C or SIGTERM) between batches")
     if stats.stopped is not None:
         log.warning("run stopped: %s", stats.stopped)
         if isinstance(stats.stopped, Interrupted):
-            _mark_in_flight(journal, stats.stopped)
+            _mark_in_flight(journal, stats.stopped, maybe_added=maybe_added)
         journal.mark_status(
             {Status.READY},
             Status.NOT_SENT,
@@ -583,6 +626,13 @@ class _Later:
             self._progress.batch_done(result)
 
 
+def _ready_lines(lines: RunLines, journal: Journal) -> ReadyLines | None:
+    """The ready lines a bulk run sends, from its lines in memory (None: from the journal)."""
+    from importer.sent_lines import ready_lines
+
+    return ready_lines(lines, journal)
+
+
 def _push_confirmed(journal: Journal, ledger: Ledger, server: str) -> int:
     """Queue in the ledger every batch the journal holds as confirmed added and not queued yet
     (a run killed between its verdict and the queueing); return how many batches.
@@ -603,14 +653,16 @@ def _push_confirmed(journal: Journal, ledger: Ledger, server: str) -> int:
     return len(unqueued)
 
 
-def _mark_in_flight(journal: Journal, stopped: SendStopped) -> None:
-    """The lines of a request abandoned by Ctrl-C: the server may have added them."""
+def _mark_in_flight(journal: Journal, stopped: SendStopped, *, maybe_added: bool) -> None:
+    """The lines of the batch a Ctrl-C stopped: ``not_sent`` (resume sends them again); the
+    server may have added them only if an attempt's answer was lost (``maybe_added``)."""
+    message = IN_FLIGHT_MESSAGE if maybe_added else NOT_ADDED_MESSAGE
     updates = [
         (
             line_id,
             Status.NOT_SENT,
             stopped.reason,
-            IN_FLIGHT_MESSAGE,
+            message,
         )
         for batch in journal.in_flight_batches()
         for line_id in journal.batch_line_ids(batch)
@@ -620,12 +672,19 @@ def _mark_in_flight(journal: Journal, stopped: SendStopped) -> None:
 
 
 @contextmanager
-def _ledger(path: Path | None) -> Iterator[Ledger | None]:
+def _ledger(path: Path | None, *, fold: bool = True) -> Iterator[Ledger | None]:
+    """The ledger at ``path`` (None: none), closed at the end; ``fold``: folding what was
+    queued (else the next ``Ledger.open`` does, as the bulk run's aftercare)."""
     if path is None:
         yield None
         return
-    with Ledger.open(path) as ledger:
+    ledger = Ledger.open(path)
+    try:
         yield ledger
+    except BaseException:
+        ledger.close(fold=False)  # the next open folds what was queued
+        raise
+    ledger.close(fold=fold)
 
 
 def _stored_setting(journal: Journal, name: str) -> object:
@@ -695,15 +754,42 @@ def _finish(
     clock: _Clock,
     since: float,
     lines: RunLines | None = None,
+    ledger: Path | None = None,
 ) -> RunResult:
     """Write the reports and close the run. ``lines``: the run's lines as the bulk path keeps
-    them (read again from the journal where sending changed them), written from instead of
-    the journal: the same reports, faster."""
+    them (brought up to date from what sending changed in the journal), written from instead
+    of the journal: the same reports, faster; a second process (``Aftercare``) meanwhile
+    settles the journal and folds the ``ledger``."""
     meta = journal.meta()
+    aftercare = None
+    try:  # ``_report`` waits for the aftercare before it closes the run
+        if lines is not None and stats is not None:
+            from importer.aftercare import Aftercare
+            from importer.sent_lines import refresh_sent
+
+            aftercare = Aftercare(journal.path, ledger)  # it folds the ledger meanwhile
+            refresh_sent(lines, journal)  # before the settle: it reads only what changed
+            aftercare.go()
+        return _report(journal, run_dir, stats, clock, since, lines, meta, aftercare)
+    except BaseException:
+        if aftercare is not None:
+            aftercare.go()  # an error or an interrupt ends the run now: it finishes alone
+        raise
+
+
+def _report(
+    journal: Journal,
+    run_dir: Path,
+    stats: _SendStats | None,
+    clock: _Clock,
+    since: float,
+    lines: RunLines | None,
+    meta: dict[str, object],
+    aftercare: Aftercare | None,
+) -> RunResult:
+    """``_finish`` once the lines are up to date: the reports, then the run's end."""
     settings = meta.get("settings")
     settings = settings if isinstance(settings, dict) else {}
-    if lines is not None and stats is not None:
-        refresh_lines(lines, journal)
     counts = journal.counts() if lines is None else lines.counts()
     by_status = counts["by_status"]
     exit_code = _exit_code(by_status, stats, bool(settings.get("strict")))
@@ -736,6 +822,8 @@ def _finish(
     )
     files = write_reports(run_dir, journal if lines is None else lines, summary, xlsx=xlsx)
     log.info("reports written in %.3f s", time.perf_counter() - since)
+    if aftercare is not None:
+        aftercare.wait()  # its settle holds the journal's writes a while
     stopped = stats is not None and stats.stopped is not None
     journal.set_meta("state", "stopped" if stopped else "finished")
     journal.set_meta("finished", summary["finished"])

@@ -30,7 +30,7 @@ import re
 import secrets
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from enum import Enum
@@ -44,6 +44,7 @@ from importer.model import ATTENTION_STATUSES, OUTCOME_COLUMNS, Outcome
 from importer.xlsx_writer import write_xlsx, write_xlsx_xml
 
 if TYPE_CHECKING:
+    from importer.columnar_reports import Written
     from importer.columns import SheetLines
 
 OUTCOMES_CSV = "outcomes.csv"
@@ -141,6 +142,10 @@ class _Tally:
         self._pairs.update(map(_STATUS_REASON, page))
 
     @property
+    def pairs(self) -> Counter[tuple[str, str]]:
+        return self._pairs
+
+    @property
     def by_status(self) -> Counter[str]:
         return _sum_by(self._pairs, 0)
 
@@ -174,30 +179,74 @@ def write_reports(
     expected = _expected_counts(summary, run_dir)
     written = {"outcomes_csv": run_dir / OUTCOMES_CSV, "errors_csv": run_dir / ERRORS_CSV}
     with _writing(run_dir):
+        (run_dir / SUMMARY_JSON).unlink(missing_ok=True)  # back once every report is written
+    with _writing(run_dir), _replacing(written["outcomes_csv"], written["errors_csv"]) as temps:
         if isinstance(outcomes, ColumnLines):
-            tally = _write_table_csvs(written["outcomes_csv"], written["errors_csv"], outcomes)
-        else:
-            tally = _write_csvs(
-                written["outcomes_csv"], written["errors_csv"], _safe_rows(outcomes)
+            tally = _written_early(outcomes, temps) or _write_table_csvs(
+                temps[0], temps[1], outcomes
             )
-    _reconcile(tally, expected, run_dir, OUTCOMES_CSV)
+        else:
+            tally = _write_csvs(temps[0], temps[1], _safe_rows(outcomes))
+        _reconcile(tally, expected, run_dir, OUTCOMES_CSV)
     if xlsx:
         written["outcomes_xlsx"] = run_dir / OUTCOMES_XLSX
-        with _writing(run_dir):
+        with _writing(run_dir), _replacing(written["outcomes_xlsx"]) as (temp,):
             if isinstance(outcomes, ColumnLines):
-                xlsx_tally = _write_table_xlsx(written["outcomes_xlsx"], outcomes, summary)
+                xlsx_tally = _write_table_xlsx(temp, outcomes, summary)
             else:
-                xlsx_tally = _write_xlsx(written["outcomes_xlsx"], _safe_rows(outcomes), summary)
-        _reconcile(xlsx_tally, expected, run_dir, OUTCOMES_XLSX)
+                xlsx_tally = _write_xlsx(temp, _safe_rows(outcomes), summary)
+            _reconcile(xlsx_tally, expected, run_dir, OUTCOMES_XLSX)
     written["summary_json"] = run_dir / SUMMARY_JSON
     summary["reports"] = {
         "dir": str(run_dir),
         "files": [path.name for path in written.values()],
     }
     text = _summary_json(summary)
-    with _writing(run_dir), _open_private(written["summary_json"], newline="\n") as out:
+    with (
+        _writing(run_dir),
+        _replacing(written["summary_json"]) as (temp,),
+        _open_private(temp, newline="\n") as out,
+    ):
         out.write(text)
     return {kind: str(path) for kind, path in written.items()}
+
+
+def write_csv_reports(run_dir: Path, lines: ColumnLines) -> Written | None:
+    """Write outcomes.csv and errors.csv of ``lines`` (the bulk path's) now, beside their
+    places in ``run_dir``; return what they hold, or None if they could not be written (nothing
+    is raised: ``write_reports`` writes them again, and says why if it cannot either).
+
+    A dry run writes them while its journal stores the lines, and keeps what this returns as
+    ``RunLines.csv_written``: ``write_reports`` then puts these files in place as they are.
+    """
+    early = _early_paths(run_dir)
+    try:
+        tally = _write_table_csvs(*early, lines)
+    except OSError:
+        for path in early:
+            with suppress(OSError):
+                path.unlink()
+        return None
+    from importer.columnar_reports import Written
+
+    written = Written()
+    written.lines, written.pairs = tally.lines, tally.pairs
+    return written
+
+
+def _early_paths(run_dir: Path) -> tuple[Path, Path]:
+    return run_dir / f".{OUTCOMES_CSV}.early", run_dir / f".{ERRORS_CSV}.early"
+
+
+def _written_early(lines: ColumnLines, temps: tuple[Path, ...]) -> _Tally | None:
+    """The CSV files ``write_csv_reports`` wrote of ``lines``, moved to ``temps``; None if it
+    did not (or the lines changed since: ``RunLines.csv_written`` is then None)."""
+    written = getattr(lines, "csv_written", None)
+    if written is None:
+        return None
+    for early, temp in zip(_early_paths(temps[0].parent), temps, strict=True):
+        os.replace(early, temp)
+    return _Tally.of(written.lines, written.pairs)
 
 
 def human_summary(summary: Mapping[str, object]) -> str:
@@ -288,14 +337,35 @@ def _safe_rows(
 
 @contextmanager
 def _writing(run_dir: Path) -> Iterator[None]:
-    """Translate OS errors while writing reports into ReportError (the one place)."""
+    """Translate OS errors while writing reports into ReportError (the one place).
+
+    The advice fits every command: the run folder is fixed once made (``resume`` writes there
+    too); what to run next (resume, or run again) the CLI adds.
+    """
     try:
         yield
     except OSError as exc:
         raise ReportError(
-            f"reports cannot be written in {run_dir} ({exc.strerror or exc}): free disk space or "
-            f"give --reports-dir a folder you can write; the journal there holds every line"
+            f"reports cannot be written in {run_dir} ({exc.strerror or exc}): free disk space "
+            f"there or fix that folder's permissions"
         ) from exc
+
+
+@contextmanager
+def _replacing(*paths: Path) -> Iterator[tuple[Path, ...]]:
+    """Temporary names beside ``paths`` (``.NAME.partial``) to write instead, each put in
+    place by ``os.replace`` once all of them are written: a report is whole or absent (or the
+    previous one), never cut short by a full disk or a kill. Removed if the writing fails."""
+    temps = tuple(path.with_name(f".{path.name}.partial") for path in paths)
+    try:
+        yield temps
+        for temp, path in zip(temps, paths, strict=True):
+            os.replace(temp, path)
+    except BaseException:
+        for temp in temps:
+            with suppress(OSError):
+                temp.unlink()
+        raise
 
 
 def _open_private(path: Path, *, newline: str = "", bom: bool = False) -> IO[str]:

@@ -303,6 +303,16 @@ INPUT_ERRORS = [
         ),
     ),
     (
+        # read twice, every row would be its own duplicate (and the lines of both would clash)
+        ["utf8_comma.csv", "tab.tsv", "utf8_comma.csv"],
+        "utf8_comma.csv: the same file is given twice; give each input file once",
+    ),
+    (
+        ["utf8_comma.csv", "./utf8_comma.csv"],
+        "utf8_comma.csv and ./utf8_comma.csv: the same file is given twice; give each input file "
+        "once",
+    ),
+    (
         # a bad file among good ones stops the whole run
         ["utf8_comma.csv", "garbage.xlsx", "tab.tsv"],
         (

@@ -65,6 +65,21 @@ class Ceiling(random.Random):
         return b
 
 
+class FakeTime:
+    """The client's clock, moved on only by its own sleeps (each recorded in ``waits``)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.waits: list[float] = []
+
+    def sleep(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        self.now += seconds
+
+    def clock(self) -> float:
+        return self.now
+
+
 def body(code: object = 201, msg: str = "2 telephones were added", **data: str) -> bytes:
     payload: dict[str, object] = {"code": code, "error": None, "msg": msg}
     if data:
@@ -89,13 +104,18 @@ def opts(**changes: object) -> SendOptions:
 def make(
     server: FakeServer, *, follow: bool = False, **changes: object
 ) -> tuple[WolkvoxClient, list[float], list[str]]:
-    waits: list[float] = []
+    clock = FakeTime()
     notes: list[str] = []
     http = httpx.Client(transport=httpx.MockTransport(server), follow_redirects=follow)
     client = WolkvoxClient(
-        http, opts(**changes), sleep=waits.append, rng=Ceiling(), on_retry=notes.append
+        http,
+        opts(**changes),
+        sleep=clock.sleep,
+        rng=Ceiling(),
+        on_retry=notes.append,
+        clock=clock.clock,
     )
-    return client, waits, notes
+    return client, clock.waits, notes
 
 
 # --- build_url -------------------------------------------------------------------------------
@@ -573,42 +593,48 @@ def test_unknown_403_is_retried_twice_then_fails() -> None:
     )
 
 
-@pytest.mark.parametrize(
-    ("exc", "said"),
-    [
-        (
-            httpx.ConnectError("[Errno 111] Connection refused"),
-            "could not connect (ConnectError: [Errno 111] Connection refused)",
-        ),
-        (httpx.ConnectTimeout("timed out"), "could not connect within 10 s (ConnectTimeout)"),
-        (httpx.ReadTimeout("timed out"), "no answer within 75 s (ReadTimeout)"),
-        (httpx.WriteTimeout("timed out"), "could not send the request within 75 s (WriteTimeout)"),
-        (httpx.PoolTimeout("timed out"), "no free connection within 10 s (PoolTimeout)"),
-        (
-            httpx.RemoteProtocolError("Server disconnected without sending a response."),
-            "the server closed the connection without a valid answer (RemoteProtocolError)",
-        ),
-        (httpx.ReadError("reset"), "the connection broke while reading the answer (ReadError)"),
-        (
-            httpx.WriteError("broken pipe"),
-            "the connection broke while sending the request (WriteError)",
-        ),
-        (httpx.ProxyError("407"), "the proxy refused the request (ProxyError)"),
-        (httpx.CloseError("x"), "network error (CloseError)"),
-        (httpx.DecodingError("bad gzip"), "the request failed (DecodingError)"),
-    ],
-)
+NETWORK_ERRORS = [
+    (
+        httpx.ConnectError("[Errno 111] Connection refused"),
+        "could not connect (ConnectError: [Errno 111] Connection refused)",
+    ),
+    (httpx.ConnectTimeout("timed out"), "could not connect within 10 s (ConnectTimeout)"),
+    (httpx.ReadTimeout("timed out"), "no answer within 75 s (ReadTimeout)"),
+    (httpx.WriteTimeout("timed out"), "could not send the request within 75 s (WriteTimeout)"),
+    (httpx.PoolTimeout("timed out"), "no free connection within 10 s (PoolTimeout)"),
+    (
+        httpx.RemoteProtocolError("Server disconnected without sending a response."),
+        "the server closed the connection without a valid answer (RemoteProtocolError)",
+    ),
+    (httpx.ReadError("reset"), "the connection broke while reading the answer (ReadError)"),
+    (
+        httpx.WriteError("broken pipe"),
+        "the connection broke while sending the request (WriteError)",
+    ),
+    (httpx.ProxyError("407"), "the proxy refused the request (ProxyError)"),
+    (httpx.CloseError("x"), "network error (CloseError)"),
+    (httpx.DecodingError("bad gzip"), "the request failed (DecodingError)"),
+]
+NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.ProxyError)
+
+
+@pytest.mark.parametrize(("exc", "said"), NETWORK_ERRORS)
 def test_network_errors_are_retried_then_mapped(exc: Exception, said: str) -> None:
+    """After an error that may have left the request with the server, the token rests the lost
+    answer's grace (the read timeout, 75 s) before the retry and before giving up."""
+    lost = not isinstance(exc, NEVER_SENT)
     server = FakeServer([exc, exc, ok()])
     client, waits, _ = make(server)
     assert client.add_dnc(ITEMS).added == 2
-    assert waits == [1.0, 2.0]
-    failing, _, _ = make(FakeServer([exc]), retries=1)
+    assert waits == ([75.0, 75.0] if lost else [1.0, 2.0])
+    failing, waits, _ = make(FakeServer([exc]), retries=1)
     with pytest.raises(BatchFailed) as caught:
         failing.add_dnc(ITEMS)
+    assert waits == ([75.0, 75.0] if lost else [1.0])
+    maybe = "; an attempt's answer was lost, so the server may have added them" if lost else ""
     assert str(caught.value) == (
-        f"2 numbers could not be sent to {URL} after 2 attempts (last: {said}); the run stopped "
-        "there: resume it later, or raise --retries/--max-wait"
+        f"2 numbers could not be sent to {URL} after 2 attempts (last: {said}){maybe}; the run "
+        "stopped there: resume it later, or raise --retries/--max-wait"
     )
     assert isinstance(caught.value, ImporterError)
 
@@ -663,9 +689,10 @@ def test_ctrl_c_in_flight_or_while_waiting_is_interrupted() -> None:
     with pytest.raises(Interrupted) as caught:
         waiting.add_dnc(ITEMS)
     assert str(caught.value) == (
-        "interrupted while waiting to retry 2 numbers (last: HTTP 503); resume the run to send "
-        "what is left"
+        "interrupted while waiting to retry 2 numbers (last: HTTP 503): the server has not "
+        "added them; resume the run to send what is left"
     )
+    assert waiting.last_answer_lost is False
 
 
 @pytest.mark.parametrize("secret", ["", " padded", "line\nbreak", "ñandú"])
@@ -752,3 +779,174 @@ def test_an_answer_lost_after_the_request_left_is_remembered(exc: Exception, los
     assert client.last_answer_lost is lost
     client.add_dnc(ITEMS)  # a new call starts clean
     assert client.last_answer_lost is False
+
+
+# --- a lost answer's grace: the token rests before it is used again --------------------------
+
+
+def test_the_retry_after_a_lost_answer_waits_the_grace_and_says_why() -> None:
+    client, waits, notes = make(FakeServer([httpx.ReadTimeout("timed out"), ok()]))
+    assert client.add_dnc(ITEMS).added == 2
+    assert waits == [75.0]  # the read timeout, not the 1 s backoff
+    assert notes == [
+        (
+            "retry 1/5 in 75.0 s: no answer within 75 s (ReadTimeout); the server may still be "
+            "working on that request, so the token rests 75.0 s (--lost-answer-wait)"
+        )
+    ]
+    assert client.last_answer_lost is True
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"read_timeout": 20.0}, [20.0]),  # the default follows --read-timeout
+        ({"lost_answer_wait": 10.0}, [10.0]),
+        ({"lost_answer_wait": 0.0}, [1.0]),  # no grace: the backoff alone
+        ({"lost_answer_wait": 0.5}, [1.0]),  # a backoff longer than the grace covers it
+    ],
+)
+def test_the_grace_is_lost_answer_wait_or_the_read_timeout(
+    changes: dict[str, float], expected: list[float]
+) -> None:
+    client, waits, notes = make(FakeServer([httpx.RemoteProtocolError("dropped"), ok()]), **changes)
+    client.add_dnc(ITEMS)
+    assert waits == expected
+    assert notes[0].endswith("(--lost-answer-wait)") is (expected[0] > 1.0)
+
+
+def test_a_grace_shorter_than_the_backoff_leaves_the_backoff_alone() -> None:
+    lost = httpx.ReadTimeout("timed out")
+    client, waits, notes = make(FakeServer([lost, lost, lost, ok()]), lost_answer_wait=1.5)
+    client.add_dnc(ITEMS)
+    assert waits == [1.5, 2.0, 4.0]
+    assert [note.endswith("(--lost-answer-wait)") for note in notes] == [True, False, False]
+
+
+def test_giving_up_after_a_lost_answer_waits_the_grace_first() -> None:
+    """The run stops and its token lock goes to whoever waits for it: not before the server
+    may have finished the request whose answer was lost."""
+    server = FakeServer([httpx.ReadTimeout("timed out")])
+    client, waits, notes = make(server, retries=0, lost_answer_wait=30.0)
+    with pytest.raises(BatchFailed):
+        client.add_dnc(ITEMS)
+    assert len(server.requests) == 1 and waits == [30.0]
+    assert notes == [
+        (
+            "giving up on 2 numbers in 30.0 s: the server may still be working on the last request "
+            "(no answer within 75 s (ReadTimeout)), so the token rests until then "
+            "(--lost-answer-wait)"
+        )
+    ]
+
+
+def test_the_next_batch_waits_what_is_left_of_an_earlier_grace() -> None:
+    """A request abandoned by an interrupt (a library caller that goes on) rests the token too:
+    the next call waits what is left of the grace before its first request."""
+    server = FakeServer([KeyboardInterrupt(), ok()])
+    clock = FakeTime()
+    notes: list[str] = []
+    http = httpx.Client(transport=httpx.MockTransport(server))
+    client = WolkvoxClient(
+        http, opts(), sleep=clock.sleep, rng=Ceiling(), on_retry=notes.append, clock=clock.clock
+    )
+    with pytest.raises(Interrupted):
+        client.add_dnc(ITEMS)
+    assert client.last_answer_lost is True
+    clock.now += 30.0
+    assert len(server.requests) == 1
+    assert client.add_dnc(ITEMS).added == 2
+    assert clock.waits == [45.0]
+    assert notes == [
+        (
+            "waiting 45.0 s before sending 2 numbers: an earlier request's answer was lost and the "
+            "server may still be working on it (--lost-answer-wait)"
+        )
+    ]
+    assert client.add_dnc(ITEMS).added == 2  # once over, no more waiting
+    assert clock.waits == [45.0]
+
+
+def interrupting(after: int) -> Callable[[float], None]:
+    """A sleep that lets ``after`` waits pass, then gets Ctrl-C (SIGTERM raises the same)."""
+    seen: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        seen.append(seconds)
+        if len(seen) > after:
+            raise KeyboardInterrupt
+
+    return sleep
+
+
+@pytest.mark.parametrize(
+    ("replies", "retries", "after", "message"),
+    [
+        (
+            [httpx.ReadTimeout("timed out")],
+            5,
+            0,
+            (
+                "interrupted while waiting to retry 2 numbers (last: no answer within 75 s "
+                "(ReadTimeout)): an attempt's answer was lost, so the server may or may not have "
+                "added them; resume the run to send what is left"
+            ),
+        ),
+        (
+            [httpx.ReadTimeout("timed out")],
+            0,
+            0,
+            (
+                "interrupted while waiting to give up on 2 numbers (last: no answer within 75 s "
+                "(ReadTimeout)): an attempt's answer was lost, so the server may or may not have "
+                "added them; resume the run to send what is left"
+            ),
+        ),
+        (
+            [httpx.ReadTimeout("timed out"), reply(429, b"", **{"Retry-After": "3"})],
+            5,
+            1,
+            (
+                "interrupted while waiting to retry 2 numbers (last: HTTP 429): an attempt's answer "
+                "was lost, so the server may or may not have added them; resume the run to send "
+                "what is left"
+            ),
+        ),
+        (
+            [reply(429, b"", **{"Retry-After": "3"})],
+            5,
+            0,
+            (
+                "interrupted while waiting to retry 2 numbers (last: HTTP 429): the server has not "
+                "added them; resume the run to send what is left"
+            ),
+        ),
+    ],
+    ids=["grace-before-retry", "grace-before-giving-up", "backoff-after-a-lost-try", "backoff"],
+)
+def test_every_wait_is_interruptible_and_says_whether_numbers_may_be_added(
+    replies: list[Reply], retries: int, after: int, message: str
+) -> None:
+    server = FakeServer(replies)
+    http = httpx.Client(transport=httpx.MockTransport(server))
+    client = WolkvoxClient(http, opts(retries=retries), sleep=interrupting(after), rng=Ceiling())
+    with pytest.raises(Interrupted) as caught:
+        client.add_dnc(ITEMS)
+    assert str(caught.value) == message
+    assert isinstance(caught.value.__cause__, KeyboardInterrupt)
+    assert len(server.requests) == after + 1
+
+
+def test_the_wait_before_a_first_request_is_interruptible() -> None:
+    server = FakeServer([KeyboardInterrupt(), ok()])
+    http = httpx.Client(transport=httpx.MockTransport(server))
+    client = WolkvoxClient(http, opts(), sleep=interrupting(0))
+    with pytest.raises(Interrupted):
+        client.add_dnc(ITEMS)
+    with pytest.raises(Interrupted) as caught:
+        client.add_dnc(ITEMS)
+    assert str(caught.value) == (
+        "interrupted while waiting to send 2 numbers: the server has not added them; resume "
+        "the run to send what is left"
+    )
+    assert len(server.requests) == 1

@@ -63,12 +63,22 @@ IGNORING_SIGXFSZ = (
 )
 """``python -m importer`` that gets EFBIG past its file size limit instead of dying of SIGXFSZ,
 as a program that handles a full disk does."""
+LIMITING = "import resource; resource.setrlimit(resource.RLIMIT_FSIZE, "
 
 
 def start(
-    args: Sequence[str], *, prefix: Sequence[str] = (), ignore_sigxfsz: bool = False
+    args: Sequence[str],
+    *,
+    prefix: Sequence[str] = (),
+    ignore_sigxfsz: bool = False,
+    file_limit: int | None = None,
 ) -> subprocess.Popen[bytes]:
-    program = ["-c", IGNORING_SIGXFSZ] if ignore_sigxfsz else ["-m", "importer"]
+    """``python -m importer ARGS``; ``file_limit``: no file written past that many bytes, from
+    the start (RLIMIT_FSIZE: writes then fail with EFBIG, as on a full disk)."""
+    program = ["-m", "importer"]
+    if ignore_sigxfsz or file_limit is not None:
+        limit = "" if file_limit is None else f"{LIMITING}({file_limit}, {file_limit}))\n"
+        program = ["-c", limit + IGNORING_SIGXFSZ]
     return subprocess.Popen(
         [*prefix, sys.executable, *program, *args],
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
@@ -343,6 +353,7 @@ def test_a_disk_that_fills_mid_run_loses_nothing_and_resume_finishes(
     [run_dir] = folders(seen)
     assert_resumable_stop(code, stderr, run_dir.name)
     assert not (run_dir / "summary.json").exists()
+    assert_no_report_cut_short(run_dir)
     sent = len(sim.received())
 
     small_disk.free()
@@ -353,6 +364,13 @@ def test_a_disk_that_fills_mid_run_loses_nothing_and_resume_finishes(
     if "--xlsx" in extra:  # every verdict was committed: nothing goes again
         assert len(sim.received()) == sent
         assert (run_dir / "outcomes.xlsx").stat().st_size > 0
+
+
+def assert_no_report_cut_short(run_dir: Path) -> None:
+    """Reports are written under a temporary name and put in place whole (os.replace)."""
+    assert not list(run_dir.glob(".*.partial"))
+    if (run_dir / "outcomes.csv").exists():
+        assert len(read_lines(run_dir)) == len(VALID)
 
 
 def test_the_ledger_never_gets_a_verdict_the_journal_could_not_write(

@@ -357,7 +357,7 @@ def test_a_missing_run_dir_is_a_report_error(tmp_path: Path) -> None:
         write_reports(run_dir, lambda: OUTCOMES, summary_for(OUTCOMES), xlsx=False)
     assert str(caught.value) == (
         f"reports cannot be written in {run_dir} (No such file or directory): free disk space "
-        f"or give --reports-dir a folder you can write; the journal there holds every line"
+        f"there or fix that folder's permissions"
     )
     assert isinstance(caught.value.__cause__, FileNotFoundError)
 
@@ -459,3 +459,27 @@ def test_reports_always_reconcile_with_the_journal(outcomes: list[Outcome], xlsx
     attention = [o for o in outcomes if o.status in {Status.INVALID, Status.REJECTED,
                  Status.UNCERTAIN, Status.FAILED, Status.NOT_SENT}]  # fmt: skip
     assert [row[0] for row in errors[1:]] == [safe_cell(o.raw_phone) for o in attention]
+
+
+def test_csv_reports_written_ahead_say_none_where_they_cannot_be_written(tmp_path: Path) -> None:
+    """``write_csv_reports`` (a dry run's, while its journal stores the lines) raises nothing:
+    ``write_reports`` writes the files again later, and says why if it cannot either."""
+    import pyarrow as pa
+
+    from importer.columns import LINE_SCHEMA, RunLines, SheetLines
+    from importer.reporter import write_csv_reports
+
+    values = [[2], [1], ["3191234567"], ["30"], ["3191234567"], [30], ["ready"], ["valid"], ["m"]]
+    table = pa.table(
+        [pa.array(v, f.type) for v, f in zip(values, LINE_SCHEMA, strict=True)],
+        schema=LINE_SCHEMA,
+    )
+    lines = RunLines([SheetLines("a.csv", "", table)])
+    assert write_csv_reports(tmp_path / "gone", lines) is None
+    written = write_csv_reports(tmp_path, lines)
+    assert written is not None and written.lines == 1
+    assert written.pairs == {("ready", "valid"): 1}
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        ".errors.csv.early",
+        ".outcomes.csv.early",
+    ]

@@ -348,7 +348,8 @@ def test_a_run_with_every_fault_sends_nothing_but_add_dnc(tmp_path: Path) -> Non
         done = CliRunner().invoke(
             cli,
             ["run", str(source), "--base-url", sim.base_url, "--reports-dir", str(reports),
-             "--batch-size", "20", "--retries", "8", "--max-wait", "0.02", "-q"],
+             "--batch-size", "20", "--retries", "8", "--max-wait", "0.02",
+             "--lost-answer-wait", "0.02", "-q"],
             env={"WOLKVOX_TOKEN": TOKEN},
         )  # fmt: skip
         assert done.exit_code in (0, 1), done.output

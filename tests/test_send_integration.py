@@ -37,8 +37,9 @@ TOKEN = "integration-token-5Tq"
 FIRST = 3001000000
 INVALID = ("12345", "no tengo", "300100000012345")
 """Too short, not a number, too long: never sendable."""
-FAST = {"retries": 4, "max_wait": 0.05, "lock_wait": 5.0}
-"""Retry waits of at most 50 ms, so fault tests stay fast."""
+FAST = {"retries": 4, "max_wait": 0.05, "lock_wait": 5.0, "lost_answer_wait": 0.05}
+"""Retry waits of at most 50 ms, so fault tests stay fast (the simulator has finished a request
+whose connection it dropped, so a short rest after a lost answer is enough here)."""
 STORED = frozenset({"added", "drop-after", "garbage"})
 """Simulator outcomes of a request whose numbers were stored."""
 
@@ -542,7 +543,10 @@ def test_the_token_is_in_no_output_and_no_file(
     sim = simulator(token=sim_token, faults=faults, seed=3)
     source, _ = numbers_file(tmp_path, 60, invalid=INVALID)
     reports = tmp_path / "reports"
-    args = run_args(sim, source, reports, "--batch-size", "5", "--retries", "20", "--verbose")
+    args = run_args(
+        sim, source, reports, "--batch-size", "5", "--retries", "20", "--verbose",
+        "--lost-answer-wait", "0.05",
+    )  # fmt: skip
     stdout, stderr = cli(args, tmp_path, sim_token).communicate(timeout=60)
     assert b"run_id: " in stdout
     seen = set(outcomes(sim))
