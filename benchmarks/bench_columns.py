@@ -14,14 +14,13 @@ reader gives them (a string column, days as text) and once as a workbook's cells
 
 from __future__ import annotations
 
-import argparse
 import sys
-import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import pyarrow as pa
 
-from benchmarks.bench_validator import OPTION_SETS, generated_rows, judge, mixed_rows
+from benchmarks.bench_validator import differential_sets, judge, mixed_rows
+from benchmarks.differential import arguments, best_cpu_seconds, count_disagreements
 from importer.columnar_reader import grouped
 from importer.columnar_validator import ColumnValidator
 from importer.columns import BATCH_ROWS, LINE_SCHEMA, RowColumns
@@ -85,37 +84,8 @@ def _disagreements(rows: Sequence[RawRow], options: ValidateOptions) -> list[tup
 
 def differential(count: int) -> int:
     """Both sets, every option set of the mixed one; print and return the disagreements."""
-    total = 0
-    sets: list[tuple[str, Callable[[], Iterator[RawRow]], tuple[ValidateOptions, ...]]] = [
-        ("mixed", lambda: iter(mixed_rows(count)), OPTION_SETS),
-        ("benchmarks.generate", lambda: generated_rows(count), OPTION_SETS[:1]),
-    ]
-    for name, make, option_sets in sets:
-        for options in option_sets:
-            started = time.perf_counter()
-            seen = found = 0
-            for chunk in _chunks(make(), 200_000):
-                seen += len(chunk)
-                pairs = disagreements(chunk, options)
-                found += len(pairs)
-                for columns, full in pairs[:3]:
-                    print(f"    DISAGREE\n      columns {columns}\n      full    {full}")
-            took = time.perf_counter() - started
-            print(f"  {name}: {seen:,} rows, {options}: {found} disagreements ({took:.0f} s)")
-            total += found
-    print(f"differential: {total} disagreements in all")
-    return total
-
-
-def _chunks(rows: Iterable[RawRow], size: int) -> Iterator[list[RawRow]]:
-    chunk: list[RawRow] = []
-    for row in rows:
-        chunk.append(row)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
+    sets = differential_sets(count)
+    return count_disagreements(sets, disagreements, 200_000, ("columns", "full"))
 
 
 def timings(count: int, repeat: int) -> None:
@@ -125,31 +95,21 @@ def timings(count: int, repeat: int) -> None:
     prepared = list(batches(rows, True))
     validator = ColumnValidator(options)
     validator.lines(prepared[0])  # pyarrow's first calls are slow
-    best_rows = best_columns = float("inf")
-    for _ in range(repeat):
-        started = time.process_time()
-        judge(rows, options, True)
-        best_rows = min(best_rows, time.process_time() - started)
-        started = time.process_time()
-        for batch in prepared:
-            validator.lines(batch)
-        best_columns = min(best_columns, time.process_time() - started)
+    best = best_cpu_seconds(
+        {
+            "validate (rows, fast path)": lambda: judge(rows, options, True),
+            "ColumnValidator.lines": lambda: [validator.lines(batch) for batch in prepared],
+        },
+        repeat,
+    )
     print(f"µs per row (best of {repeat}, CPU time), {count:,} mixed rows, region CO, national")
-    print(f"  validate (rows, fast path) {best_rows / count * 1e6:7.2f}")
-    print(f"  ColumnValidator.lines      {best_columns / count * 1e6:7.2f}")
+    for name, seconds in best.items():
+        print(f"  {name:<27}{seconds / count * 1e6:7.2f}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.bench_columns",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--rows", type=int, default=200_000, help="Rows timed (200,000).")
-    parser.add_argument("--repeat", type=int, default=3, help="Runs per timing; the best counts.")
-    parser.add_argument("--differential", action="store_true", help="Columns vs full parse.")
-    parser.add_argument(
-        "--diff-rows", type=int, default=1_000_000, help="Rows of the differential."
+    parser = arguments(
+        "python -m benchmarks.bench_columns", __doc__, 200_000, "Columns vs full parse."
     )
     args = parser.parse_args(argv)
     if args.differential:

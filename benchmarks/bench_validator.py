@@ -20,8 +20,8 @@ machine is noisy: read the ratios.
 
 from __future__ import annotations
 
-import argparse
 import collections
+import functools
 import os
 import pickle
 import random
@@ -31,12 +31,21 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import astuple
 
+from benchmarks.differential import (
+    RowSet,
+    arguments,
+    best_cpu_seconds,
+    chunks,
+    count_disagreements,
+)
 from importer import validator
 from importer.config import NumberForm, ValidateOptions
 from importer.model import CellValue, Outcome, RawRow
 
 _MOBILE_PREFIXES = tuple(
-    [f"30{d}" for d in range(6)] + [f"31{d}" for d in range(10)] + ["320", "321", "322", "323"]
+    [f"30{d}" for d in range(6)]
+    + [f"31{d}" for d in range(10)]
+    + ["320", "321", "322", "323"]
     + ["350", "351"]
 )
 _LANDLINE_PREFIXES = ("601", "602", "604", "605", "606", "607", "608")
@@ -121,13 +130,24 @@ OPTION_SETS: tuple[ValidateOptions, ...] = (
 """The option sets the differential judges each row under."""
 
 
+def differential_sets(count: int) -> list[RowSet]:
+    """``count`` mixed rows under every option set, and the first ``count`` rows of
+    ``benchmarks.generate`` (the 1M set) under the default options."""
+    return [
+        ("mixed", lambda: iter(mixed_rows(count)), OPTION_SETS),
+        ("benchmarks.generate", lambda: generated_rows(count), OPTION_SETS[:1]),
+    ]
+
+
 def judge(rows: Iterable[RawRow], options: ValidateOptions, fast: bool) -> list[Outcome]:
     """Every outcome of ``rows``, by the fast path or (``fast=False``) the full parse only."""
     validator.check_options(options)
     return list(validator._validate(rows, options, fast=fast))
 
 
-def disagreements(rows: Sequence[RawRow], options: ValidateOptions) -> list[tuple[Outcome, Outcome]]:
+def disagreements(
+    rows: Sequence[RawRow], options: ValidateOptions
+) -> list[tuple[Outcome, Outcome]]:
     """The (fast, full) outcome pairs that differ in any field; the row count must match too."""
     fast, full = judge(rows, options, True), judge(rows, options, False)
     if len(fast) != len(full):
@@ -135,12 +155,8 @@ def disagreements(rows: Sequence[RawRow], options: ValidateOptions) -> list[tupl
     return [(a, b) for a, b in zip(fast, full, strict=True) if astuple(a) != astuple(b)]
 
 
-def _cpu_seconds(rows: list[RawRow], options: ValidateOptions, fast: bool) -> float:
-    """CPU seconds of this process to validate ``rows`` (not wall time: on a shared machine
-    the wall clock also counts the time other processes held the CPU)."""
-    started = time.process_time()
+def _validate_all(rows: list[RawRow], options: ValidateOptions, fast: bool) -> None:
     collections.deque(validator._validate(rows, options, fast=fast), maxlen=0)
-    return time.process_time() - started
 
 
 def timings(count: int, repeat: int) -> None:
@@ -154,52 +170,22 @@ def timings(count: int, repeat: int) -> None:
     for row, (form, phone, days) in enumerate(mixed_cells(count), start=2):
         by_form[form].append(RawRow("mixed.csv", "", row, phone, days))
     sets = [("ALL (mixed)", mixed_rows(count)), *sorted(by_form.items())]
-    best: dict[tuple[str, bool], float] = collections.defaultdict(lambda: float("inf"))
-    for _ in range(repeat):
-        for form, rows in sets:
-            for fast in (False, True):
-                seconds = _cpu_seconds(rows, options, fast)
-                best[form, fast] = min(best[form, fast], seconds / len(rows) * 1e6)
+    tasks = {
+        (form, fast): functools.partial(_validate_all, rows, options, fast)
+        for form, rows in sets
+        for fast in (False, True)
+    }
+    best = best_cpu_seconds(tasks, repeat)
     print(f"µs per number (best of {repeat}, CPU time), {count:,} mixed rows, region CO, national")
     print(f"  {'form':<14}{'rows':>9}{'full':>9}{'fast':>9}{'ratio':>8}")
     for form, rows in sets:
-        full, fast_ = best[form, False], best[form, True]
+        full, fast_ = (best[form, fast] / len(rows) * 1e6 for fast in (False, True))
         print(f"  {form:<14}{len(rows):>9,}{full:>9.2f}{fast_:>9.2f}{full / fast_:>7.1f}x")
 
 
 def differential(count: int) -> int:
     """Judge ``count`` mixed rows and the generated set both ways; print and return disagreements."""
-    total = 0
-    sets: list[tuple[str, Callable[[], Iterator[RawRow]], tuple[ValidateOptions, ...]]] = [
-        ("mixed", lambda: iter(mixed_rows(count)), OPTION_SETS),
-        ("benchmarks.generate", lambda: generated_rows(count), OPTION_SETS[:1]),
-    ]
-    for name, make, option_sets in sets:
-        for options in option_sets:
-            started = time.perf_counter()
-            rows_seen = found = 0
-            for chunk in _chunks(make(), 50_000):
-                rows_seen += len(chunk)
-                pairs = disagreements(chunk, options)
-                found += len(pairs)
-                for fast, full in pairs[:3]:
-                    print(f"    DISAGREE\n      fast {fast}\n      full {full}")
-            took = time.perf_counter() - started
-            print(f"  {name}: {rows_seen:,} rows, {options}: {found} disagreements ({took:.0f} s)")
-            total += found
-    print(f"differential: {total} disagreements in all")
-    return total
-
-
-def _chunks(rows: Iterable[RawRow], size: int) -> Iterator[list[RawRow]]:
-    chunk: list[RawRow] = []
-    for row in rows:
-        chunk.append(row)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
+    return count_disagreements(differential_sets(count), disagreements, 50_000, ("fast", "full"))
 
 
 def _validate_chunk(rows: list[RawRow], fast: bool = True) -> list[Outcome]:
@@ -213,7 +199,7 @@ def processes(count: int, chunk_size: int) -> None:
     Timed both with the fast path and with the full parse alone (wall time, warm workers).
     """
     rows = mixed_rows(count)
-    chunks = list(_chunks(rows, chunk_size))
+    batches = list(chunks(rows, chunk_size))
     print(f"{count:,} mixed rows, chunks of {chunk_size:,}, {os.cpu_count()} CPUs (wall time)")
     with ProcessPoolExecutor(2) as pool:
         list(pool.map(_validate_chunk, [rows[:10], rows[10:20]]))  # the workers are up and warm
@@ -222,7 +208,11 @@ def processes(count: int, chunk_size: int) -> None:
             one = _validate_chunk(rows, fast)
             alone = time.perf_counter() - started
             started = time.perf_counter()
-            pooled = [o for part in pool.map(_validate_chunk, chunks, [fast] * len(chunks)) for o in part]
+            pooled = [
+                o
+                for part in pool.map(_validate_chunk, batches, [fast] * len(batches))
+                for o in part
+            ]
             took = time.perf_counter() - started
             if [astuple(o) for o in pooled] != [astuple(o) for o in one]:
                 raise AssertionError("the pool gave other outcomes")
@@ -231,9 +221,9 @@ def processes(count: int, chunk_size: int) -> None:
                 f"  {name}: one process {alone / count * 1e6:6.2f} µs/row, pool of 2 "
                 f"{took / count * 1e6:6.2f} µs/row ({alone / took:.2f}x)"
             )
-    outcomes = [_validate_chunk(chunk) for chunk in chunks]
+    outcomes = [_validate_chunk(chunk) for chunk in batches]
     started = time.perf_counter()
-    for chunk, judged in zip(chunks, outcomes, strict=True):
+    for chunk, judged in zip(batches, outcomes, strict=True):
         pickle.loads(pickle.dumps(chunk))
         pickle.loads(pickle.dumps(judged))
     took = time.perf_counter() - started
@@ -241,14 +231,16 @@ def processes(count: int, chunk_size: int) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_validator", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rows", type=int, default=100_000, help="Rows timed (100,000).")
-    parser.add_argument("--repeat", type=int, default=3, help="Runs per timing; the best counts.")
-    parser.add_argument("--differential", action="store_true", help="Fast vs full on --diff-rows.")
-    parser.add_argument("--diff-rows", type=int, default=1_000_000, help="Rows of the differential.")
+    parser = arguments(
+        "python -m benchmarks.bench_validator",
+        __doc__,
+        100_000,
+        "Fast vs full on --diff-rows.",
+    )
     parser.add_argument("--processes", action="store_true", help="Time a pool of 2 processes.")
-    parser.add_argument("--chunk", type=int, default=10_000, help="Rows per chunk sent to the pool.")
+    parser.add_argument(
+        "--chunk", type=int, default=10_000, help="Rows per chunk sent to the pool."
+    )
     parser.add_argument("--no-timings", action="store_true", help="Skip the per-form timings.")
     args = parser.parse_args(argv)
     if not args.no_timings:

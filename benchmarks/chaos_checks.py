@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import itertools
-import json
 import random
 import re
 from collections import Counter
@@ -19,6 +18,7 @@ from typing import Any
 
 import phonenumbers
 
+from benchmarks.cli_runs import read_lines, read_summary
 from importer.simulator import Simulator
 
 TOKEN = "chaos-token-Zr4-DISTINCT"
@@ -126,11 +126,6 @@ class Invocation:
 # --- the checks -------------------------------------------------------------------------------
 
 
-def read_csv(path: Path) -> list[dict[str, str]]:
-    with path.open(encoding="utf-8-sig", newline="") as stream:
-        return list(csv.DictReader(stream))
-
-
 @dataclass
 class Verdict:
     problems: list[str] = field(default_factory=list)
@@ -146,8 +141,8 @@ def check(
 ) -> Verdict:
     """Every guarantee of the module docstring, on the finished run and the server."""
     verdict = Verdict()
-    lines = read_csv(run_dir / "outcomes.csv")
-    summary: dict[str, Any] = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
+    lines = read_lines(run_dir)
+    summary = read_summary(run_dir)
     _check_reports(verdict, source, run_dir, lines, summary)
     _check_nothing_lost(verdict, source, lines, sim)
     _check_requests(verdict, sim, invocations)
@@ -205,7 +200,7 @@ def _check_reports(
     )
     verdict.expect(counts["rows"] == source.rows, f"rows {counts['rows']} != {source.rows}")
     attention = sum(line["status"] in ATTENTION for line in lines)
-    verdict.expect(len(read_csv(run_dir / "errors.csv")) == attention, "errors.csv != attention")
+    verdict.expect(len(read_lines(run_dir, "errors.csv")) == attention, "errors.csv != attention")
     invalid = sum(line["status"] == "invalid" for line in lines)
     verdict.expect(
         invalid == source.invalid_lines, f"{invalid} invalid lines, expected {source.invalid_lines}"

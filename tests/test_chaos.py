@@ -27,7 +27,8 @@ if str(ROOT) not in sys.path:  # `pytest` (not `python -m pytest`) leaves the ro
     sys.path.insert(0, str(ROOT))
 
 from benchmarks.chaos import Driver, plan_for, run_seed
-from benchmarks.chaos_checks import TOKEN, check, read_csv, write_input
+from benchmarks.chaos_checks import TOKEN, check, write_input
+from benchmarks.cli_runs import read_lines
 
 StartSim = Callable[..., Simulator]
 
@@ -101,7 +102,7 @@ def test_the_checks_catch_a_number_the_reports_lost(tmp_path: Path) -> None:
     assert run_dir is not None
     assert check(source, run_dir, sim, driver.invocations, tmp_path).problems == []
 
-    lines = read_csv(run_dir / "outcomes.csv")
+    lines = read_lines(run_dir)
     victim = next(line for line in lines if line["status"] == "added")
     victim["status"] = "ready"
     with (run_dir / "outcomes.csv").open("w", encoding="utf-8-sig", newline="") as out:

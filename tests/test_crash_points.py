@@ -15,28 +15,29 @@ received twice, the counts reconcile, no request overlapped another.
 
 from __future__ import annotations
 
-import csv
-import json
 import os
 import signal
-import sqlite3
 import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
 
-from importer.cli import cli
-from importer.client import build_url
-from importer.config import Token
+from benchmarks.cli_runs import (
+    finish,
+    in_flight,
+    journal_state,
+    read_lines,
+    read_summary,
+    run_dirs,
+    wait_until,
+)
 from importer.errors import ExitCode
-from importer.lock import token_lock
 from importer.simulator import Faults, SimConfig, Simulator
+from tests import helpers
+from tests.helpers import assert_at_most_one_batch_again, own_state, resume, token_held
 
 TOKEN = "crash-token-Vb7-DISTINCT"
 BATCH = 50
@@ -48,9 +49,7 @@ StartSim = Callable[..., Simulator]
 
 @pytest.fixture(autouse=True)
 def _state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("DNC_IMPORT_STATE_DIR", str(tmp_path / "state"))
-    monkeypatch.setenv("WOLKVOX_TOKEN", TOKEN)
-    monkeypatch.delenv("WOLKVOX_SERVER", raising=False)
+    own_state(tmp_path, monkeypatch, TOKEN)
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -68,31 +67,10 @@ def write_numbers(path: Path, repeat: int = 1) -> Path:
 
 
 def start_run(sim: Simulator, source: Path, reports: Path, *extra: str) -> subprocess.Popen[bytes]:
-    args = [
-        "run", str(source), "--base-url", sim.base_url, "--reports-dir", str(reports),
-        "--batch-size", str(BATCH), "--max-wait", "5", "--lock-wait", "30", "--quiet", *extra,
-    ]  # fmt: skip
-    return subprocess.Popen(
-        [sys.executable, "-m", "importer", *args],
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+    """Batches of ``BATCH``; retries wait up to 5 s (a signal can land in the wait); quiet."""
+    return helpers.start_run(
+        sim, source, reports, "--batch-size", str(BATCH), "--max-wait", "5", "--quiet", *extra
     )
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.002)
-
-
-def finish(process: subprocess.Popen[bytes]) -> tuple[int, str, str]:
-    try:
-        stdout, stderr = process.communicate(timeout=60)
-    finally:
-        process.kill()
-    return process.returncode, stdout.decode(), stderr.decode()
 
 
 def signal_held(process: subprocess.Popen[bytes], *signums: int) -> None:
@@ -103,10 +81,6 @@ def signal_held(process: subprocess.Popen[bytes], *signums: int) -> None:
             process.send_signal(signum)
     finally:
         process.send_signal(signal.SIGCONT)
-
-
-def run_dirs(reports: Path) -> list[Path]:
-    return sorted(p for p in reports.iterdir() if p.is_dir()) if reports.is_dir() else []
 
 
 def in_run(reports: Path, name: str) -> Path | None:
@@ -124,33 +98,6 @@ def exists(reports: Path, name: str) -> bool:
     return path is not None and path.exists()
 
 
-def journal_state(run_dir: Path) -> str:
-    db = sqlite3.connect(f"{(run_dir / 'journal.sqlite').as_uri()}?mode=ro", uri=True)
-    try:
-        row = db.execute("SELECT value FROM meta WHERE key = 'state'").fetchone()
-    finally:
-        db.close()
-    return str(json.loads(row[0]))
-
-
-def read_lines(run_dir: Path, name: str = "outcomes.csv") -> list[dict[str, str]]:
-    with (run_dir / name).open(encoding="utf-8-sig", newline="") as stream:
-        return list(csv.DictReader(stream))
-
-
-def read_summary(run_dir: Path) -> dict[str, Any]:
-    summary: dict[str, Any] = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
-    return summary
-
-
-def idle(sim: Simulator) -> bool:
-    return sim.calls == len(sim.requests())
-
-
-def resume(run_dir: Path) -> Result:
-    return CliRunner().invoke(cli, ["resume", run_dir.name, "--reports-dir", str(run_dir.parent)])
-
-
 def assert_finished(run_dir: Path, received: Sequence[str], *, duplicates: int = 0) -> None:
     """Every valid number added once in the reports and received at least once; at most one
     batch received twice; the counts reconcile."""
@@ -161,11 +108,8 @@ def assert_finished(run_dir: Path, received: Sequence[str], *, duplicates: int =
         "invalid": len(INVALID),
         **({"duplicate": duplicates} if duplicates else {}),
     }
-    counts = Counter(received)
-    assert set(counts) == set(VALID)
-    again = {phone for phone, count in counts.items() if count > 1}
-    assert max(counts.values()) <= 2
-    assert not again or any(again == set(batch) for batch in BATCHES), sorted(again)[:3]
+    assert set(received) == set(VALID)
+    assert_at_most_one_batch_again(received, BATCHES)
     summary = read_summary(run_dir)
     assert summary["counts"]["lines"] == len(lines) == sum(summary["counts"]["by_status"].values())
     assert sum(summary["counts"]["by_reason"].values()) == len(lines)
@@ -224,8 +168,7 @@ def test_sigterm_while_waiting_for_the_token_sends_nothing_and_resumes(
 ) -> None:
     sim = simulator(token=TOKEN)
     source, reports = write_numbers(tmp_path / "numeros.csv"), tmp_path / "reports"
-    _, key = build_url(None, sim.base_url)
-    with token_lock(key, Token(TOKEN), wait=5.0):
+    with token_held(sim, TOKEN):
         process = start_run(sim, source, reports)
         wait_until(lambda: logged(reports, "sending 600 number(s)") or process.poll() is not None)
         time.sleep(0.1)  # inside the lock's wait
@@ -295,7 +238,7 @@ def test_a_signal_between_two_batches_resumes_with_nothing_twice(
         assert statuses["added"] == 3 * BATCH  # batch 4 left or not: it is not counted added
     else:
         assert code == -signal.SIGKILL and journal_state(run_dir) == "sending"
-    wait_until(lambda: idle(sim))
+    wait_until(lambda: not in_flight(sim))
 
     done = resume(run_dir)
     assert done.exit_code == 0, done.output
@@ -310,7 +253,8 @@ def test_sigterm_while_writing_the_reports_resumes_without_sending(
     # 10 copies: 6,000 lines make the xlsx take long enough to be caught writing it
     source, reports = write_numbers(tmp_path / "numeros.csv", repeat=10), tmp_path / "reports"
     process = start_run(sim, source, reports, "--xlsx")
-    wait_until(lambda: exists(reports, "outcomes.xlsx") or process.poll() is not None)
+    # reports are written under temporary names (.NAME.partial) and moved into place whole
+    wait_until(lambda: exists(reports, ".outcomes.xlsx.partial") or process.poll() is not None)
     signal_held(process, signal.SIGTERM)
     code, stdout, stderr = finish(process)
     [run_dir] = run_dirs(reports)
@@ -334,7 +278,7 @@ def test_two_sigterms_in_a_row_mid_request_still_resume(
     sim = simulator(token=TOKEN, faults=Faults(latency=0.15))
     source, reports = write_numbers(tmp_path / "numeros.csv"), tmp_path / "reports"
     process = start_run(sim, source, reports)
-    wait_until(lambda: (sim.calls == 3 and not idle(sim)) or process.poll() is not None)
+    wait_until(lambda: (sim.calls == 3 and in_flight(sim)) or process.poll() is not None)
     process.send_signal(signal.SIGTERM)
     time.sleep(0.01)
     process.send_signal(signal.SIGTERM)
@@ -343,7 +287,7 @@ def test_two_sigterms_in_a_row_mid_request_still_resume(
     assert "Traceback" not in stderr and stderr.count("\n") <= 1, stderr
     [run_dir] = run_dirs(reports)
     assert journal_state(run_dir) in ("sending", "stopped")
-    wait_until(lambda: idle(sim))
+    wait_until(lambda: not in_flight(sim))
 
     done = resume(run_dir)
     assert done.exit_code == 0, done.output

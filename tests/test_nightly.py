@@ -9,7 +9,6 @@ the last seconds is taken as still being written.
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import re
@@ -26,6 +25,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
+from benchmarks.cli_runs import read_lines, read_summary
 from importer.cli import cli
 from importer.client import build_url
 from importer.errors import ExitCode
@@ -107,16 +107,6 @@ def invoke(args: Sequence[str]) -> Result:
 
 def run_dirs(reports: Path) -> list[Path]:
     return sorted(path for path in reports.iterdir() if path.is_dir()) if reports.is_dir() else []
-
-
-def read_lines(run_dir: Path, name: str = "outcomes.csv") -> list[dict[str, str]]:
-    with (run_dir / name).open(encoding="utf-8-sig", newline="") as stream:
-        return list(csv.DictReader(stream))
-
-
-def read_summary(run_dir: Path) -> dict[str, Any]:
-    summary: dict[str, Any] = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
-    return summary
 
 
 def statuses(run_dir: Path) -> Counter[tuple[str, str]]:

@@ -10,30 +10,40 @@ counts that reconcile. Also the quota stop and its resume, and what resume refus
 
 from __future__ import annotations
 
-import csv
-import json
-import os
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import Result
 
-from importer.cli import cli
-from importer.client import build_url
-from importer.config import Token
+from benchmarks.cli_runs import (
+    finish,
+    in_flight,
+    journal_row,
+    journal_state,
+    read_lines,
+    read_summary,
+    run_dirs,
+    wait_until,
+)
 from importer.errors import ExitCode
 from importer.journal import Journal
-from importer.lock import token_lock
 from importer.simulator import Faults, SimConfig, Simulator
+from tests import helpers
+from tests.helpers import (
+    assert_at_most_one_batch_again,
+    invoke,
+    own_state,
+    received_twice,
+    resume,
+    token_held,
+)
 
 TOKEN = "resume-token-Qw8-DISTINCT"
 BATCH = 50
@@ -48,10 +58,7 @@ StartSim = Callable[..., Simulator]
 
 @pytest.fixture(autouse=True)
 def _state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Locks and ledger of this test's own, for in-process runs and subprocesses alike."""
-    monkeypatch.setenv("DNC_IMPORT_STATE_DIR", str(tmp_path / "state"))
-    monkeypatch.setenv("WOLKVOX_TOKEN", TOKEN)
-    monkeypatch.delenv("WOLKVOX_SERVER", raising=False)
+    own_state(tmp_path, monkeypatch, TOKEN)
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -69,79 +76,29 @@ def write_numbers(path: Path, valid: Sequence[str] = VALID, repeat: int = 1) -> 
 
 
 def start_run(sim: Simulator, source: Path, reports: Path, *extra: str) -> subprocess.Popen[bytes]:
-    """``python -m importer run`` as cron would start it, in the test's state folder."""
-    args = [
-        "run", str(source), "--base-url", sim.base_url, "--reports-dir", str(reports),
-        "--batch-size", str(BATCH), "--max-wait", "0.05", "--lock-wait", "30", *extra,
-    ]  # fmt: skip
-    return subprocess.Popen(
-        [sys.executable, "-m", "importer", *args],
-        cwd=source.parent,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+    """``python -m importer run`` as cron would start it: batches of ``BATCH``, short waits."""
+    return helpers.start_run(
+        sim, source, reports, "--batch-size", str(BATCH), "--max-wait", "0.05", *extra
     )
 
 
-def invoke(args: Sequence[str]) -> Result:
-    return CliRunner().invoke(cli, list(args))
+def run(sim: Simulator, source: Path, reports: Path, *extra: str) -> Result:
+    """``dnc-import run`` in process, batches of ``BATCH``."""
+    return invoke([
+        "run", str(source), "--base-url", sim.base_url, "--reports-dir", str(reports),
+        "--batch-size", str(BATCH), *extra,
+    ])  # fmt: skip
 
 
-def wait_until(condition: Callable[[], bool], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.002)
-
-
-def run_dirs(reports: Path) -> list[Path]:
-    return sorted(path for path in reports.iterdir() if path.is_dir()) if reports.is_dir() else []
-
-
-def journal_state(reports: Path) -> str | None:
-    """The ``state`` meta of the only run's journal, read as another process would."""
+def only_run_state(reports: Path) -> str | None:
+    """The journal state of the only run under ``reports`` (None while there is none)."""
     folders = run_dirs(reports)
-    if len(folders) != 1 or not (folders[0] / "journal.sqlite").is_file():
-        return None
-    try:
-        db = sqlite3.connect(f"{(folders[0] / 'journal.sqlite').as_uri()}?mode=ro", uri=True)
-        try:
-            row = db.execute("SELECT value FROM meta WHERE key = 'state'").fetchone()
-        finally:
-            db.close()
-    except sqlite3.Error:
-        return None
-    return None if row is None else str(json.loads(row[0]))
+    return journal_state(folders[0]) if len(folders) == 1 else None
 
 
-def in_flight(sim: Simulator) -> bool:
-    """A request is inside the simulator: counted, its answer not decided yet."""
-    return sim.calls > len(sim.requests())
-
-
-def kill(process: subprocess.Popen[bytes], signum: int = signal.SIGKILL) -> tuple[bytes, bytes]:
-    try:
-        process.send_signal(signum)
-        return process.communicate(timeout=30)
-    finally:
-        process.kill()
-
-
-def read_lines(run_dir: Path, name: str = "outcomes.csv") -> list[dict[str, str]]:
-    with (run_dir / name).open(encoding="utf-8-sig", newline="") as stream:
-        return list(csv.DictReader(stream))
-
-
-def read_summary(run_dir: Path) -> dict[str, Any]:
-    summary: dict[str, Any] = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
-    return summary
-
-
-def sent_twice(sim: Simulator) -> set[str]:
-    """The numbers the simulator received more than once (never more than twice)."""
-    counts = Counter(sim.received())
-    assert max(counts.values(), default=1) <= 2, counts.most_common(3)
-    return {phone for phone, count in counts.items() if count > 1}
+def kill(process: subprocess.Popen[bytes], signum: int = signal.SIGKILL) -> tuple[int, str, str]:
+    process.send_signal(signum)
+    return finish(process, timeout=30)
 
 
 def assert_complete(
@@ -177,15 +134,17 @@ def assert_complete(
         assert journal.get_meta("state") == "finished"
 
 
-def assert_at_most_one_batch_again(sim: Simulator) -> set[str]:
-    """What was received twice is empty or exactly one batch of the first run."""
-    again = sent_twice(sim)
-    assert not again or any(again == set(batch) for batch in BATCHES), sorted(again)[:5]
-    return again
+def run_cut_while_writing_reports(
+    sim: Simulator, source: Path, reports: Path, monkeypatch: pytest.MonkeyPatch
+) -> Result:
+    """``run`` in process, interrupted (Ctrl-C) as it begins to write the reports."""
 
+    def interrupted(*args: object, **kwargs: object) -> dict[str, str]:
+        raise KeyboardInterrupt
 
-def resume(run_dir: Path, *extra: str) -> Result:
-    return invoke(["resume", run_dir.name, "--reports-dir", str(run_dir.parent), *extra])
+    with monkeypatch.context() as patch:
+        patch.setattr("importer.pipeline.write_reports", interrupted)
+        return run(sim, source, reports)
 
 
 # --- 1. SIGKILL at a spread of moments, then resume -----------------------------------------
@@ -194,15 +153,8 @@ def resume(run_dir: Path, *extra: str) -> Result:
 def batches_recorded(reports: Path) -> int:
     """Batches whose verdict the run committed to its journal, read as another process would."""
     [run_dir] = run_dirs(reports)
-    try:
-        db = sqlite3.connect(f"{(run_dir / 'journal.sqlite').as_uri()}?mode=ro", uri=True)
-        try:
-            row = db.execute("SELECT COUNT(*) FROM batches WHERE state = 'done'").fetchone()
-        finally:
-            db.close()
-    except sqlite3.Error:
-        return 0
-    return int(row[0])
+    row = journal_row(run_dir, "SELECT COUNT(*) FROM batches WHERE state = 'done'")
+    return 0 if row is None else int(row[0])
 
 
 @dataclass(frozen=True)
@@ -242,11 +194,11 @@ def test_a_run_killed_while_sending_resumes_to_every_number_once(
     sim = simulator(token=TOKEN, faults=Faults(latency=kill_at.latency))
     source, reports = write_numbers(tmp_path / "numeros.csv"), tmp_path / "reports"
     process = start_run(sim, source, reports, *kill_at.extra)
-    wait_until(lambda: journal_state(reports) == "sending" or process.poll() is not None)
+    wait_until(lambda: only_run_state(reports) == "sending" or process.poll() is not None)
     wait_until(lambda: kill_at.ready(sim, reports) or process.poll() is not None)
     kill(process)
     assert process.returncode == -signal.SIGKILL
-    assert journal_state(reports) == "sending"
+    assert only_run_state(reports) == "sending"
     answered = len([r for r in sim.requests() if r.outcome == "added"])
     assert kill_at.answered(answered), answered
     [run_dir] = run_dirs(reports)
@@ -257,7 +209,7 @@ def test_a_run_killed_while_sending_resumes_to_every_number_once(
     done = resume(run_dir)
     assert done.exit_code == 0, done.output
     assert done.stdout == f"run_id: {run_dir.name}\n"
-    again = assert_at_most_one_batch_again(sim)
+    again = assert_at_most_one_batch_again(sim.received(), BATCHES)
     if kill_at.resent is not None:
         assert len(again) == kill_at.resent
         assert len(sim.received()) - received == len(VALID) - received + kill_at.resent
@@ -286,10 +238,9 @@ def test_a_run_killed_before_its_first_batch_sends_everything_on_resume(
     """Killed after loading, while waiting for the token another run holds: nothing sent yet."""
     sim = simulator(token=TOKEN)
     source, reports = write_numbers(tmp_path / "numeros.csv"), tmp_path / "reports"
-    _, lock_key = build_url(None, sim.base_url)
-    with token_lock(lock_key, Token(TOKEN), wait=5.0):
+    with token_held(sim, TOKEN):
         process = start_run(sim, source, reports)
-        wait_until(lambda: journal_state(reports) == "sending" or process.poll() is not None)
+        wait_until(lambda: only_run_state(reports) == "sending" or process.poll() is not None)
         time.sleep(0.05)
         kill(process)
     assert process.returncode == -signal.SIGKILL
@@ -300,7 +251,7 @@ def test_a_run_killed_before_its_first_batch_sends_everything_on_resume(
 
     done = resume(run_dir)
     assert done.exit_code == 0, done.output
-    assert sent_twice(sim) == set()
+    assert received_twice(sim.received()) == set()
     assert sim.calls == len(BATCHES)
     assert_complete(run_dir, sim)
 
@@ -313,9 +264,9 @@ def test_a_run_killed_while_reading_has_nothing_to_resume_and_a_new_run_works(
     source = write_numbers(tmp_path / "grande.csv", repeat=12)
     reports = tmp_path / "reports"
     process = start_run(sim, source, reports)
-    wait_until(lambda: journal_state(reports) is not None or process.poll() is not None)
+    wait_until(lambda: only_run_state(reports) is not None or process.poll() is not None)
     kill(process)
-    assert journal_state(reports) == "loading"
+    assert only_run_state(reports) == "loading"
     assert sim.calls == 0
     [run_dir] = run_dirs(reports)
 
@@ -327,13 +278,10 @@ def test_a_run_killed_while_reading_has_nothing_to_resume_and_a_new_run_works(
     )
     assert sim.calls == 0
 
-    fresh = invoke([
-        "run", str(source), "--base-url", sim.base_url, "--reports-dir", str(reports),
-        "--batch-size", str(BATCH), "-q",
-    ])  # fmt: skip
+    fresh = run(sim, source, reports, "-q")
     assert fresh.exit_code == 0, fresh.output
     [new_dir] = [path for path in run_dirs(reports) if path != run_dir]
-    assert sent_twice(sim) == set()
+    assert received_twice(sim.received()) == set()
     assert_complete(new_dir, sim, duplicates=11 * len(VALID))
 
 
@@ -344,22 +292,23 @@ def test_sigterm_mid_request_stops_with_exit_3_and_resumes(
     source, reports = write_numbers(tmp_path / "numeros.csv"), tmp_path / "reports"
     process = start_run(sim, source, reports)
     wait_until(lambda: (sim.calls == 3 and in_flight(sim)) or process.poll() is not None)
-    stdout, stderr = kill(process, signal.SIGTERM)
-    assert process.returncode == ExitCode.STOPPED, stderr
+    code, stdout, stderr = kill(process, signal.SIGTERM)
+    assert code == ExitCode.STOPPED, stderr
     assert len(run_dirs(reports)) == 1, (stdout, stderr, sim.calls, sim.requests())
     [run_dir] = run_dirs(reports)
-    assert stdout.decode() == f"run_id: {run_dir.name}\n", stderr
+    assert stdout == f"run_id: {run_dir.name}\n", stderr
     summary = read_summary(run_dir)
     assert summary["exit_code"] == 3
     assert summary["stopped"]["reason"] == "interrupted"
     statuses = Counter(line["status"] for line in read_lines(run_dir))
     assert statuses == {"added": 2 * BATCH, "not_sent": len(VALID) - 2 * BATCH, "invalid": 3}
-    assert journal_state(reports) == "stopped"
+    assert only_run_state(reports) == "stopped"
     wait_until(lambda: not in_flight(sim))
 
     done = resume(run_dir)
     assert done.exit_code == 0, done.output
-    assert sent_twice(sim) == set(BATCHES[2])  # the batch in flight at the signal, only
+    # the batch in flight at the signal, only
+    assert received_twice(sim.received()) == set(BATCHES[2])
     assert_complete(run_dir, sim)
     assert len(read_summary(run_dir)["resumed"]) == 1
 
@@ -374,10 +323,7 @@ def quota_stopped(tmp_path: Path) -> Iterator[tuple[Path, Simulator, Path]]:
     sim = Simulator(SimConfig(token=TOKEN, daily_quota=4, db_path=db)).start()
     try:
         source, reports = write_numbers(tmp_path / "numeros.csv"), tmp_path / "reports"
-        stopped = invoke([
-            "run", str(source), "--base-url", sim.base_url, "--reports-dir", str(reports),
-            "--batch-size", str(BATCH), "--max-wait", "0.05",
-        ])  # fmt: skip
+        stopped = run(sim, source, reports, "--max-wait", "0.05")
         assert stopped.exit_code == ExitCode.STOPPED, stopped.output
         [run_dir] = run_dirs(reports)
         yield run_dir, sim, db
@@ -436,7 +382,7 @@ def test_resume_refuses_a_changed_input_naming_the_file(
         "resume sends only what that run read; start a new run for the new file\n"
     )
     assert sim.calls == calls
-    assert journal_state(run_dir.parent) == "stopped"
+    assert journal_state(run_dir) == "stopped"
 
 
 def test_resume_of_an_unknown_run_names_the_fix(tmp_path: Path) -> None:
@@ -458,7 +404,7 @@ def test_resume_needs_the_token_again(
     assert done.exit_code == ExitCode.USAGE
     assert "WOLKVOX_TOKEN" in done.stderr
     assert sim.calls == calls
-    assert journal_state(run_dir.parent) == "stopped"
+    assert journal_state(run_dir) == "stopped"
 
 
 # --- 3. Ctrl-C or SIGTERM outside the sending loop -------------------------------------------
@@ -470,16 +416,7 @@ def test_an_interrupt_while_writing_the_reports_says_resume(
     """Not "nothing was sent: run it again": everything was sent; resume writes the reports."""
     sim = simulator(token=TOKEN)
     source, reports = write_numbers(tmp_path / "numeros.csv"), tmp_path / "reports"
-
-    def interrupted(*args: object, **kwargs: object) -> dict[str, str]:
-        raise KeyboardInterrupt
-
-    with monkeypatch.context() as patch:
-        patch.setattr("importer.pipeline.write_reports", interrupted)
-        cut = invoke([
-            "run", str(source), "--base-url", sim.base_url, "--reports-dir", str(reports),
-            "--batch-size", str(BATCH),
-        ])  # fmt: skip
+    cut = run_cut_while_writing_reports(sim, source, reports, monkeypatch)
     [run_dir] = run_dirs(reports)
     assert cut.exit_code == ExitCode.STOPPED
     assert cut.stderr == (
@@ -487,7 +424,7 @@ def test_an_interrupt_while_writing_the_reports_says_resume(
         f"`dnc-import resume {run_dir.name}` finishes it\n"
     )
     assert sim.received() == VALID
-    assert journal_state(reports) == "sending"
+    assert only_run_state(reports) == "sending"
 
     done = resume(run_dir)
     assert done.exit_code == 0, done.output
@@ -503,16 +440,7 @@ def test_resume_with_nothing_to_send_still_brings_confirmed_batches_to_the_ledge
     run would send them all again instead of skipping them."""
     sim = simulator(token=TOKEN)
     source, reports = write_numbers(tmp_path / "numeros.csv"), tmp_path / "reports"
-
-    def interrupted(*args: object, **kwargs: object) -> dict[str, str]:
-        raise KeyboardInterrupt
-
-    with monkeypatch.context() as patch:
-        patch.setattr("importer.pipeline.write_reports", interrupted)
-        cut = invoke([
-            "run", str(source), "--base-url", sim.base_url, "--reports-dir", str(reports),
-            "--batch-size", str(BATCH),
-        ])  # fmt: skip
+    cut = run_cut_while_writing_reports(sim, source, reports, monkeypatch)
     assert cut.exit_code == ExitCode.STOPPED
     [run_dir] = run_dirs(reports)
     # the moment after the verdicts, before the ledger: no confirmation queued, none marked
@@ -528,12 +456,9 @@ def test_resume_with_nothing_to_send_still_brings_confirmed_batches_to_the_ledge
     assert done.exit_code == 0, done.output
     assert sim.received() == VALID  # nothing sent again
 
-    again = invoke([
-        "run", str(source), "--base-url", sim.base_url, "--reports-dir", str(reports),
-        "--batch-size", str(BATCH),
-    ])  # fmt: skip
+    again = run(sim, source, reports)
     assert again.exit_code == 0, again.output
     assert sim.received() == VALID  # the second run skipped every number the ledger holds
     [second] = [path for path in run_dirs(reports) if path != run_dir]
-    summary = json.loads((second / "summary.json").read_text("utf-8"))
+    summary = read_summary(second)
     assert summary["counts"]["by_status"]["skipped"] == len(VALID)
