@@ -5,7 +5,7 @@ a big run's time. For a batch of rows of one sheet given as columns (``RowColumn
 finds with pyarrow, over whole columns, the verdicts of three kinds of phone cells:
 
 - a clean valid number (``3191234567``, ``+57 319 123 4567``, ``3191234567.0``, a whole numeric
-  cell): what the validator's fast path (``validator._quick`` and ``importer.fastpath``) says,
+  cell): what the validator's fast path (``phone_validator._quick`` and ``importer.fastpath``) says,
   with the same regular expressions, built from phonenumbers' metadata (``FastPatterns``) and run
   by RE2 instead of ``re``;
 - plain digits (3 to 17 of them) that phonenumbers would read as a national number of the
@@ -47,11 +47,11 @@ from importer.validator import (
 __all__ = ["ColumnValidator"]
 
 _CLEAN = r"^\+?[ ()\-]*[0-9][0-9 ()\-]*$"
-"""``validator._CLEAN_TEXT``, whole."""
+"""``phone_validator._CLEAN_TEXT``, whole."""
 _CLEAN_DATE = r"^ *[0-9]{4}-[0-9]{2}-[0-9]{2} *$"
-"""``validator._DATE`` on a clean cell stripped (a clean cell has no / and only spaces)."""
+"""``phone_validator._DATE`` on a clean cell stripped (a clean cell has no / and only spaces)."""
 _WHOLE_FLOAT = r"^(?P<whole>\+?[0-9]+)[.,]0+$"
-"""``validator._WHOLE_FLOAT_TEXT``, whole."""
+"""``phone_validator._WHOLE_FLOAT_TEXT``, whole."""
 _MARKS = " ()-+"
 """What ``_quick`` drops from a clean cell (a + only ever comes first)."""
 _PLAIN_DIGITS = r"^[0-9]{3,17}$"

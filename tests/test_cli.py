@@ -309,8 +309,10 @@ INPUT_ERRORS = [
     ),
     (
         ["utf8_comma.csv", "./utf8_comma.csv"],
-        "utf8_comma.csv and ./utf8_comma.csv: the same file is given twice; give each input file "
-        "once",
+        (
+            "utf8_comma.csv and ./utf8_comma.csv: the same file is given twice; give each input "
+            "file once"
+        ),
     ),
     (
         # a bad file among good ones stops the whole run

@@ -162,7 +162,7 @@ def test_the_whitespace_list_is_pythons() -> None:
 def test_a_workbook_sheet_is_parsed_once(monkeypatch: pytest.MonkeyPatch) -> None:
     """The sheet calamine parsed to find the header is the one read (parsing is most of it)."""
     source = open_source(ROOT / "sample_data" / "crm_export.xlsx", ReadOptions())
-    monkeypatch.setattr("importer.reader._load", _no_load)
+    monkeypatch.setattr("importer.workbook_reader._load", _no_load)
     assert len(list(source.columns())) >= 1
 
 
