@@ -70,10 +70,13 @@ def load_bulk(
             _trim()  # a workbook's cells, freed now
         lines = RunLines(sheets, find_duplicates(sheets))
         writer.mark(lines.duplicates)
+        if writer.elsewhere:  # this process only counts the lines stored: no 16 MB cache
+            journal.lower_cache()
         if writer.elsewhere and _dry_run(journal):
             # a dry run's lines never change: its CSV reports are written while they are stored
             lines.csv_written = write_csv_reports(journal.path.parent, lines)
         writer.close()
+    journal.lower_cache()  # the lines are held here from now on (issue 5: peak memory)
     _trim()  # what judging, the duplicates and the reports freed
     return lines, len(lines.duplicates.lines)
 

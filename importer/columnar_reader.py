@@ -37,9 +37,9 @@ __all__ = ["TextLayout", "grouped", "text_columns", "workbook_columns"]
 _READ_BYTES = 8 * 1024 * 1024
 """Bytes of a text file split at a time (cut after its last line end)."""
 _MAX_LINE_BYTES = 1024 * 1024
-"""``reader._MAX_LINE_BYTES``: a text file with a longer line is refused when opened."""
+"""``text_reader._MAX_LINE_BYTES``: a text file with a longer line is refused when opened."""
 _MAX_COLUMNS = 16_384
-"""``reader._MAX_COLUMNS``: a record with more fields is refused."""
+"""``text_reader._MAX_COLUMNS``: a record with more fields is refused."""
 _WHITESPACE = (
     "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006"
     "\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
@@ -56,7 +56,7 @@ class _Counts(Protocol):
 
 @dataclass(frozen=True)
 class TextLayout:
-    """How to split one text file: what ``reader._TextSource`` found when it opened it."""
+    """How to split one text file: what ``text_reader._TextSource`` found when it opened it."""
 
     path: Path
     name: str
@@ -183,7 +183,7 @@ def _text_batches(
 
 
 def _blank(lines: pa.Array, delimiter: str) -> pa.Array:
-    """``reader._is_blank`` of each line's fields: nothing but whitespace and delimiters."""
+    """``text_reader._is_blank`` of each line's fields: nothing but whitespace and delimiters."""
     kept = "".join(f"\\x{{{ord(char):x}}}" for char in _WHITESPACE + delimiter)
     return pc.invert(pc.match_substring_regex(lines, f"[^{kept}]"))
 
@@ -208,12 +208,12 @@ def workbook_columns(
     cell: Callable[[Any], CellValue],
 ) -> Iterator[RowColumns]:
     """The data rows of a workbook sheet (calamine's rows, from row 1) in batches, as
-    ``reader``'s ``_WorkbookSource.rows()`` hands them on, filling ``sheet``'s counts.
+    ``workbook_reader``'s ``_WorkbookSource.rows()`` hands them on, filling ``sheet``'s counts.
 
     ``layout`` is (phone index, days index or None, header row or 0); ``cell`` is the reader's
-    conversion of a cell (``reader._cell``). Taken a column at a time: the rows as lists, their
-    phone and days cells picked out by comprehensions, and only the few cells that are not
-    plain text or numbers converted one by one.
+    conversion of a cell (``workbook_reader._cell``). Taken a column at a time: the rows as
+    lists, their phone and days cells picked out by comprehensions, and only the few cells that
+    are not plain text or numbers converted one by one.
     """
     phone, days, skip = layout
     sheet.rows = sheet.blank_rows = 0
@@ -236,10 +236,11 @@ def workbook_columns(
             yield batch.columns(name, sheet_name)
 
 
-_WORKBOOK_CHUNK = 16_384
-"""Workbook rows taken from calamine at a time (as Python lists, ~5 MB), and judged as one
+_WORKBOOK_CHUNK = 8_192
+"""Workbook rows taken from calamine at a time (as Python lists, ~2.5 MB), and judged as one
 batch: while calamine holds the whole sheet, smaller batches keep the peak down (~20 MB less
-than ``BATCH_ROWS`` for 200,000 rows, at no cost in time)."""
+than ``BATCH_ROWS`` for 200,000 rows, and 16,384 rows ~8 MB more than this, at no cost in
+time measured)."""
 
 
 def _chunk(rows: Iterator[list[Any]]) -> list[list[Any]]:
@@ -266,7 +267,7 @@ def _cells(chunk: list[list[Any]], at: int) -> list[Any]:
 def _kept_rows(chunk: list[list[Any]], phones: list[Any]) -> list[int] | None:
     """The places of the rows of ``chunk`` that are not blank; None: all of them.
 
-    A row is blank when every cell is empty or white space (``reader._blank``); only a row
+    A row is blank when every cell is empty or white space (``workbook_reader._blank``); only a row
     whose phone cell is so can be, and those are few.
     """
     maybe = [at for at, value in enumerate(phones) if value == "" or _space(value)]

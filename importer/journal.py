@@ -356,6 +356,12 @@ class Journal:
         self._db.execute("PRAGMA busy_timeout = 10000")
         self._db.execute("PRAGMA cache_size = -16000")  # 16 MB: bulk loads and the duplicate pass
 
+    def lower_cache(self) -> None:
+        """SQLite's default page cache (~2 MB) from here on: a bulk run keeps its lines in
+        memory after its load, and the 16 MB cache the load filled would stay in its peak."""
+        with self._guard("lower the page cache"):
+            self._db.execute("PRAGMA cache_size = -2000")
+
     def _check_schema(self) -> None:
         try:
             app_id = self._db.execute("PRAGMA application_id").fetchone()[0]

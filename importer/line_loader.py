@@ -36,6 +36,7 @@ import pyarrow as pa
 from importer.columns import (
     LINE_SCHEMA,
     SENT_AS,
+    SENT_MESSAGE,
     Duplicates,
     RunLines,
     SheetLines,
@@ -307,8 +308,9 @@ def read_back(lines: RunLines, journal: Journal) -> None:
         size = sheet.table.num_rows
         status, reason, message, batch = zip(*islice(rows, size), strict=True) if size else [()] * 4
         table = sheet.table
-        if SENT_AS in table.column_names:  # every message is the journal's now
-            table = table.drop_columns([SENT_AS])
+        table = table.drop_columns(  # every message is the journal's now
+            [name for name in (SENT_AS, SENT_MESSAGE) if name in table.column_names]
+        )
         for name, values in (("status", status), ("reason", reason), ("message", message)):
             table = table.set_column(
                 table.schema.get_field_index(name), name, pa.array(values, pa.string())

@@ -27,7 +27,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from importer.columns import RunLines
+from importer.columns import SENT_MESSAGE, RunLines, with_messages
 from importer.journal import DIGEST_MODULUS, Journal, LineChanges
 from importer.line_loader import read_back
 from importer.model import Status
@@ -71,7 +71,7 @@ class ReadyLines:
         start = self._next
         count = max(0, min(size, len(self._ids) - start))
         self._next = start + count
-        return list(
+        taken = list(
             zip(
                 self._ids[start : start + count].tolist(),
                 self._telephones.slice(start, count).to_pylist(),
@@ -79,6 +79,10 @@ class ReadyLines:
                 strict=True,
             )
         )
+        if not taken and len(self._telephones):  # all handed out: free the columns (the
+            self._telephones = pa.array([], pa.string())  # run holds this queue until its
+            self._days = pa.array([], pa.int64())  # reports are written)
+        return taken
 
 
 def ready_lines(lines: RunLines, journal: Journal) -> ReadyLines | None:
@@ -123,6 +127,8 @@ def refresh_sent(lines: RunLines, journal: Journal) -> None:
         read_back(lines, journal)
         return
     values = _values(changes)
+    # the messages as a dictionary (one per batch, not one per line: columns.SENT_MESSAGE)
+    messages = pc.dictionary_encode(values.pop("message"))
     start = 0
     for sheet in lines.sheets:
         size = sheet.table.num_rows
@@ -132,13 +138,22 @@ def refresh_sent(lines: RunLines, journal: Journal) -> None:
         if not changed.any():
             continue
         mask, taken = pa.array(changed), pa.array(at[changed])
-        table = sheet.table
-        for name, _ in _VALUES:
+        table = (
+            with_messages(sheet.table) if SENT_MESSAGE in sheet.table.column_names else sheet.table
+        )
+        for name in ("status", "reason"):
             column = table.schema.get_field_index(name)
             new = pc.take(values[name], taken)
             table = table.set_column(
                 column, name, pc.replace_with_mask(table.column(column), mask, new)
             )
+        column = table.schema.get_field_index("message")
+        nulls = pa.nulls(len(taken), pa.string())
+        table = table.set_column(
+            column, "message", pc.replace_with_mask(table.column(column), mask, nulls)
+        )
+        sent = pc.take(messages, pa.array(at, mask=~changed))  # null where unchanged
+        table = table.append_column(SENT_MESSAGE, sent)
         if "batch" in table.column_names:
             batch = table.column("batch")
             table = table.drop_columns(["batch"])

@@ -28,7 +28,14 @@ from click.testing import CliRunner
 from importer import line_loader
 from importer.aftercare import Aftercare
 from importer.cli import cli
-from importer.columns import LINE_SCHEMA, Duplicates, RunLines, SheetLines
+from importer.columns import (
+    LINE_SCHEMA,
+    SENT_MESSAGE,
+    Duplicates,
+    RunLines,
+    SheetLines,
+    with_messages,
+)
 from importer.journal import Journal
 from importer.ledger import Ledger
 from importer.model import BatchResult, Outcome, Status
@@ -157,7 +164,7 @@ def _journal_and_lines(tmp_path: Path) -> tuple[Journal, RunLines]:
 
 
 def _view(lines: RunLines) -> list[tuple[object, ...]]:
-    table = lines.sheets[0].table
+    table = with_messages(lines.sheets[0].table)  # the messages as the reports see them
     names = ("status", "reason", "message", "batch")
     return list(zip(*(table.column(name).to_pylist() for name in names), strict=True))
 
@@ -192,6 +199,34 @@ def test_lines_that_do_not_match_the_journal_are_all_read_back(
             refresh_sent(lines, again)
         assert _view(lines) == expected
         assert MISMATCH in caplog.text
+
+
+def test_sent_lines_hold_their_batch_message_once_and_the_queue_lets_go(tmp_path: Path) -> None:
+    """Peak memory (issue 5): a sent line's message is its batch's, held once per batch (a
+    dictionary, written out per page by ``with_messages``), not once per line; and the queue
+    of ready lines frees its columns once it has handed them all out."""
+    journal, lines = _journal_and_lines(tmp_path)
+    with journal:
+        queue = ready_lines(lines, journal)
+        assert queue is not None and len(queue) == 4
+        held = pa.total_allocated_bytes()
+        items = list(journal.items())
+        for batch, pair in enumerate((items[:2], items[2:4]), 1):
+            journal.begin_batch(batch, pair)
+            message = f"all added, batch {batch}"
+            journal.record_batch(BatchResult(batch, pair, Status.ADDED, "added", message))
+        assert len(queue.take(10)) == 4 and queue.take(10) == [] and len(queue) == 4
+        assert pa.total_allocated_bytes() < held  # its telephones and days are gone
+        refresh_sent(lines, journal)
+        table = lines.sheets[0].table
+        sent = table.column(SENT_MESSAGE).combine_chunks()
+        assert pa.types.is_dictionary(sent.type) and len(sent.dictionary) == 2
+        assert table.column("message").null_count == 4
+    assert _view(lines) == [
+        ("added", "added", "all added, batch 1", 1), ("added", "added", "all added, batch 1", 1),
+        ("added", "added", "all added, batch 2", 2), ("added", "added", "all added, batch 2", 2),
+        ("invalid", "not-a-number", "no", None),
+    ]  # fmt: skip
 
 
 def test_the_ready_lines_in_memory_are_what_the_journal_would_hand_out(
