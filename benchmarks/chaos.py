@@ -198,6 +198,8 @@ class Driver:
             "--retries", str(plan.retries), "--max-wait", str(plan.max_wait),
             # its lost answers are dropped connections, whose request the simulator has ended
             "--lost-answer-wait", str(plan.max_wait), "--lock-wait", "60", "--quiet",
+            # over its spikes (1 s at most); a kill mid-request makes the resume rest this long
+            "--read-timeout", "5",
         ]  # fmt: skip
 
     def _resume_args(self, run_dir: Path) -> list[str]:

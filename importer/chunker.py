@@ -12,7 +12,7 @@ and record.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import suppress
 from itertools import islice
 from typing import Protocol
@@ -129,16 +129,21 @@ def verdict(items: Sequence[SendItem], totals: ServerTotals, batch: int) -> Batc
     return result(Status.UNCERTAIN, Reason.PARTIAL_BATCH, message)
 
 
-def after_lost_answer(result: BatchResult) -> BatchResult:
+def after_lost_answer(result: BatchResult, *, by_resume: bool = False) -> BatchResult:
     """The verdict on a batch sent again after an attempt whose answer was lost.
 
     That attempt may have added the numbers, so a later "none (or some) added" may only mean
-    "already on the list": such a batch is ``uncertain``, never ``rejected``.
+    "already on the list": such a batch is ``uncertain``, never ``rejected``. ``by_resume``:
+    the attempt was made by a run that stopped while it was out.
     """
-    message = (
-        f"batch {result.batch} was sent again after its answer was lost, and the first try may "
-        f"have added its numbers; then {result.message}"
+    first = (
+        f"batch {result.batch} holds numbers sent before the run stopped by a request whose "
+        "answer was lost, and that request may have added them"
+        if by_resume
+        else f"batch {result.batch} was sent again after its answer was lost, and the first "
+        "try may have added its numbers"
     )
+    message = f"{first}; then {result.message}"
     return BatchResult(
         result.batch,
         result.items,
@@ -168,6 +173,7 @@ class Chunker:
         *,
         first_batch: int = 1,
         on_begin: Callable[[int, Sequence[SendItem]], None] | None = None,
+        answer_lost: Collection[int] = (),
     ) -> None:
         if not 1 <= options.batch_size <= MAX_BATCH_SIZE:
             raise UsageError(
@@ -178,6 +184,11 @@ class Chunker:
         self._options = options
         self._next_batch = first_batch
         self._on_begin = on_begin
+        self._answer_lost = answer_lost
+        """Line ids sent before by a request whose answer was lost (a run stopped mid-request):
+        a batch holding any is judged as one sent again after a lost answer."""
+        self.failed_after_lost_answer: list[int] = []
+        """Line ids of a batch given up after an attempt whose answer was lost."""
         self._carry: list[tuple[int, str, int]] = []
         """Rows read ahead beyond a batch size lowered meanwhile (BatchTooLarge): sent next."""
         self.batch_size = options.batch_size
@@ -266,6 +277,8 @@ class Chunker:
             )
         except BatchFailed as exc:
             self.batches_sent += 1
+            if client.last_answer_lost:
+                self.failed_after_lost_answer = [item.line_id for item in chunk]
             yield self._result(number, chunk, Status.FAILED, Reason.BATCH_FAILED, str(exc))
             raise
         except BatchRefused as exc:
@@ -275,9 +288,16 @@ class Chunker:
         self.batches_sent += 1
         result = verdict(chunk, totals, number)
         result.attempts = client.last_attempts
-        if client.last_answer_lost and result.status is not Status.ADDED:
-            result = after_lost_answer(result)
+        if result.status is not Status.ADDED:
+            if client.last_answer_lost:
+                result = after_lost_answer(result)
+            elif self._sent_before(chunk):
+                result = after_lost_answer(result, by_resume=True)
         yield result
+
+    def _sent_before(self, chunk: list[SendItem]) -> bool:
+        lost = self._answer_lost
+        return bool(lost) and any(item.line_id in lost for item in chunk)
 
     def _after_refusal(
         self, exc: BatchRefused, number: int, chunk: list[SendItem], depth: int

@@ -10,7 +10,10 @@ simultaneously"). A request whose answer was lost (no answer in time, a connecti
 after the request left) may still be running on the server, so after one the client sends
 nothing with the token until ``SendOptions.lost_answer_wait`` seconds have passed (default:
 the read timeout): not the retry, not the next batch, and it does not give up the batch (and
-so the token, to whoever waits for it) before then either.
+so the token, to whoever waits for it) before then either. So that the rest outlives the process
+(a kill mid-request or during a rest), the client tells ``note_rest`` (the token lock's
+``TokenRest.note``) before each request until when that request may run, and after it what rest
+is still owed; the next holder of the token waits that out.
 """
 
 from __future__ import annotations
@@ -377,6 +380,7 @@ class WolkvoxClient:
         rng: random.Random | None = None,
         on_retry: Callable[[str], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        note_rest: Callable[[float, float], None] | None = None,
     ) -> None:
         secret = options.token.reveal()
         if (
@@ -397,6 +401,9 @@ class WolkvoxClient:
         self._on_retry = on_retry
         grace = options.lost_answer_wait
         self._grace = options.read_timeout if grace is None else grace
+        self._note_rest = note_rest
+        self._rest_span = options.read_timeout + self._grace
+        """The longest a request may keep the token busy: its read timeout, then the rest."""
         self._not_before = -math.inf
         """``clock()`` time before which the token must not be used (a lost answer's grace)."""
         self.calls = 0
@@ -523,11 +530,15 @@ class WolkvoxClient:
     def _attempt(self, payload: bytes, count: int) -> tuple[Answer | None, str]:
         url = self._options.url
         self.calls += 1
+        note = self._note_rest
+        if note is not None:  # if the process dies before the answer, the next run waits this
+            note(time.time() + self._rest_span, self._rest_span)
         try:
             status, content, headers = self._exchange(payload)
         except httpx.HTTPError as exc:
             if not isinstance(exc, _NEVER_SENT):
                 self._answer_lost()
+            self._note_owed()
             return None, self._network_problem(exc)
         except KeyboardInterrupt as exc:
             self._answer_lost()
@@ -538,6 +549,7 @@ class WolkvoxClient:
         except BaseException:
             self._answer_lost()  # e.g. while_waiting failed while the request was out
             raise
+        self._note_owed()
         answer = parse_answer(status, content, headers)
         return self._scrubbed(answer), ""
 
@@ -647,6 +659,14 @@ class WolkvoxClient:
 
     def _grace_left(self) -> float:
         return max(0.0, self._not_before - self._clock())
+
+    def _note_owed(self) -> None:
+        """Once an attempt is over: the rest still owed (none, or a lost answer's), for the
+        next run should this one stop now. An interrupt mid-request skips it: the note made
+        before the request (it may run until its read timeout, then the rest) stands."""
+        if self._note_rest is not None:
+            grace = self._grace_left()
+            self._note_rest(time.time() + grace if grace > 0 else 0.0, self._rest_span)
 
     def _tell(self, message: str) -> None:
         if self._on_retry is not None:

@@ -47,7 +47,7 @@ from importer.errors import (
     UsageError,
 )
 from importer.http11 import make_sender
-from importer.journal import Journal
+from importer.journal import Journal, line_ranges_json
 from importer.ledger import Ledger
 from importer.lock import token_lock
 from importer.model import BatchResult, RawRow, Reason, Status
@@ -278,6 +278,7 @@ def resume_import(
             _check_inputs(journal, run_id, shown, strict=check_inputs)
             send = _stored_send_options(journal, token)
             pending = journal.in_flight_batches()
+            _note_answer_lost(journal, [n for b in pending for n in journal.batch_line_ids(b)])
             for batch in pending:
                 journal.abandon_batch(batch)
             requeued = journal.mark_status(
@@ -535,20 +536,27 @@ def _send(
         "sending %d number(s) to %s in batches of %d", pending, options.url, options.batch_size
     )
     client: WolkvoxClient | None = None
+    chunker: Chunker | None = None
     maybe_added = True  # the interrupted batch's numbers, unless the client knows they were not
     try:
         with (
             token_lock(
-                options.lock_key, options.token, wait=options.lock_wait, on_wait=progress.notice
-            ),
+                options.lock_key,
+                options.token,
+                wait=options.lock_wait,
+                on_wait=_logged(progress.notice),
+            ) as rest,
             make_sender(options) as http,
         ):
-            client = WolkvoxClient(http, options, on_retry=_logged(progress.notice))
+            client = WolkvoxClient(
+                http, options, on_retry=_logged(progress.notice), note_rest=rest.note
+            )
             chunker = Chunker(
                 client,
                 options,
                 first_batch=journal.next_batch_number(),
                 on_begin=journal.begin_batch,
+                answer_lost=_answer_lost_lines(journal),
             )
             later = _Later(journal, progress, ledger, options.lock_key)
             # No garbage collection while sending: what the run holds by now made a full one
@@ -574,6 +582,8 @@ def _send(
     except SendStopped as exc:
         stats.stopped = exc
         maybe_added = client is None or client.last_answer_lost
+        if chunker is not None:  # resume sends its lines again: they may have been added
+            _note_answer_lost(journal, chunker.failed_after_lost_answer)
     except KeyboardInterrupt:
         stats.stopped = Interrupted("interrupted (Ctrl-C or SIGTERM) between batches")
     if stats.stopped is not None:
@@ -669,6 +679,31 @@ def _mark_in_flight(journal: Journal, stopped: SendStopped, *, maybe_added: bool
     ]
     if updates:
         journal.set_lines(updates)
+    if not maybe_added:  # no request of theirs can be running: resume sends them as new
+        for batch in journal.in_flight_batches():
+            journal.abandon_batch(batch)
+
+
+_ANSWER_LOST_META = "answer_lost_lines"
+"""Journal meta: lines a request whose answer was lost may have added, as line ranges."""
+
+
+def _note_answer_lost(journal: Journal, line_ids: Iterable[int]) -> None:
+    """Lines a request whose answer was lost may have added (a batch given up after it, or in
+    flight at a stop, which resume abandons): resume sends them again, and judges such a batch
+    as sent again after a lost answer (``Chunker(answer_lost=...)``). Kept across resumes."""
+    lost = _answer_lost_lines(journal)
+    new = set(line_ids) - lost
+    if new:
+        lost.update(new)
+        journal.set_meta(_ANSWER_LOST_META, json.loads(line_ranges_json(sorted(lost))))
+
+
+def _answer_lost_lines(journal: Journal) -> set[int]:
+    ranges = journal.get_meta(_ANSWER_LOST_META)
+    if not isinstance(ranges, list):
+        return set()
+    return {line for first, last in ranges for line in range(first, last + 1)}
 
 
 @contextmanager

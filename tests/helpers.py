@@ -33,10 +33,11 @@ def start_run(
     sim: Simulator, source: Path, reports: Path, *options: str
 ) -> subprocess.Popen[bytes]:
     """``python -m importer run SOURCE`` into ``reports`` against ``sim``, in a subprocess
-    started in the source's folder; it waits up to 30 s for a token another run holds."""
+    started in the source's folder; it waits up to 30 s for a token another run holds. A kill
+    mid-request makes the next run rest the token (read timeout + lost-answer wait): 2.05 s."""
     args = [
         "run", str(source), "--base-url", sim.base_url, "--reports-dir", str(reports),
-        "--lock-wait", "30", *options,
+        "--lock-wait", "30", "--read-timeout", "2", "--lost-answer-wait", "0.05", *options,
     ]  # fmt: skip
     return start_cli(args, cwd=source.parent)
 

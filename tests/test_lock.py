@@ -42,7 +42,8 @@ def holder(lock_dir: Path, secret: str = SECRET) -> Iterator[tuple[subprocess.Po
     release = lock_dir.parent / f"release-{time.monotonic_ns()}"
     process = subprocess.Popen(
         [sys.executable, "-c", HOLDER_SCRIPT, str(lock_dir), KEY, secret, str(release)],
-        stdout=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert process.stdout is not None
@@ -107,8 +108,11 @@ def test_a_second_process_times_out_naming_the_holder(tmp_path: Path) -> None:
     told: list[str] = []
     with holder(lock_dir) as (process, _):
         started = time.monotonic()
-        with pytest.raises(LockTimeout) as caught, token_lock(
-            KEY, Token(SECRET), wait=0.4, lock_dir=lock_dir, on_wait=told.append, poll=0.05
+        with (
+            pytest.raises(LockTimeout) as caught,
+            token_lock(
+                KEY, Token(SECRET), wait=0.4, lock_dir=lock_dir, on_wait=told.append, poll=0.05
+            ),
         ):
             pytest.fail("got a lock another process holds")
         waited = time.monotonic() - started
@@ -171,4 +175,76 @@ def test_ctrl_c_while_waiting_is_interrupted_with_nothing_sent(tmp_path: Path) -
         pytest.fail("got a lock another process holds")
     assert str(caught.value) == (
         "interrupted while waiting for another run to release the token; nothing was sent"
+    )
+
+
+# --- the token's rest note --------------------------------------------------------------------
+
+NOTE_SCRIPT = """
+import os, sys, time
+from pathlib import Path
+from importer.config import Token
+from importer.lock import token_lock
+lock_dir, key, secret, rest = sys.argv[1:5]
+with token_lock(key, Token(secret), wait=0, lock_dir=Path(lock_dir)) as note:
+    note.note(time.time() + float(rest), float(rest))
+    os.kill(os.getpid(), 9)  # a request was out: no finally, no clean release
+"""
+
+
+def test_a_rest_noted_by_a_killed_holder_is_waited_out_by_the_next(tmp_path: Path) -> None:
+    lock_dir = tmp_path / "locks"
+    killed = subprocess.run(
+        [sys.executable, "-c", NOTE_SCRIPT, str(lock_dir), KEY, SECRET, "1.0"], check=False
+    )
+    assert killed.returncode == -9
+    told: list[str] = []
+    slept: list[float] = []
+    with token_lock(
+        KEY, Token(SECRET), wait=0, lock_dir=lock_dir, on_wait=told.append, sleep=slept.append
+    ) as rest:
+        assert rest.owed() == 0.0  # cleared once waited out
+    [waited] = slept
+    assert 0.5 < waited <= 1.0
+    [message] = told
+    assert re.fullmatch(
+        rf"waiting {waited:.1f} s before using the token: an earlier run \(pid \d+ on host "
+        rf"{re.escape(socket.gethostname())}, since [0-9:]+ UTC\) stopped while a request of its "
+        r"may still be running on the server \(--lost-answer-wait\)",
+        message,
+    ), message
+    with token_lock(KEY, Token(SECRET), wait=0, lock_dir=lock_dir, sleep=slept.append):
+        assert slept == [waited]  # nothing more owed
+
+
+def test_a_rest_note_is_capped_by_its_span_and_ignored_once_past(tmp_path: Path) -> None:
+    lock_dir = tmp_path / "locks"
+    with token_lock(KEY, Token(SECRET), wait=0, lock_dir=lock_dir) as rest:
+        now = time.time()
+        rest.note(now + 3600, 2.0)  # the wall clock moved back an hour since the note
+        assert rest.owed(now) == 2.0
+        rest.note(now - 1, 2.0)
+        assert rest.owed(now) == 0.0
+        rest.note(now + 1.5, 2.0)
+        assert rest.owed(now) == pytest.approx(1.5, abs=0.01)  # noted to the millisecond
+        rest.note(0.0, 0.0)  # an answer came: nothing owed
+        assert rest.owed(now) == 0.0
+    assert mode(rest.path) == 0o600 and SECRET not in rest.path.name
+
+
+def test_ctrl_c_during_a_rest_is_interrupted_with_nothing_sent(tmp_path: Path) -> None:
+    lock_dir = tmp_path / "locks"
+    with token_lock(KEY, Token(SECRET), wait=0, lock_dir=lock_dir) as rest:
+        rest.note(time.time() + 60, 60.0)
+
+    def press_ctrl_c(seconds: float) -> None:
+        raise KeyboardInterrupt
+
+    with (
+        pytest.raises(Interrupted) as caught,
+        token_lock(KEY, Token(SECRET), wait=0, lock_dir=lock_dir, sleep=press_ctrl_c),
+    ):
+        pytest.fail("the rest was not waited out")
+    assert str(caught.value) == (
+        "interrupted while the token rested after an earlier run's request; nothing was sent"
     )

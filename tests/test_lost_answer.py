@@ -67,9 +67,11 @@ def spiking_seed(spiking: set[int], calls: int = 8, rate: float = 0.5) -> int:
     )
 
 
-def spiking_sim(simulator: StartSim, *spiking: int) -> Simulator:
-    faults = Faults(spike_rate=0.5, spike_latency=SPIKE)
-    return simulator(token=TOKEN, faults=faults, seed=spiking_seed(set(spiking)))
+def spiking_sim(
+    simulator: StartSim, *spiking: int, spike: float = SPIKE, **config: Any
+) -> Simulator:
+    faults = Faults(spike_rate=0.5, spike_latency=spike)
+    return simulator(token=TOKEN, faults=faults, seed=spiking_seed(set(spiking)), **config)
 
 
 def write_numbers(path: Path) -> Path:
@@ -183,6 +185,35 @@ def test_a_run_that_gives_up_holds_the_token_through_the_grace(
     assert sorted(sim.dnc_list()) == PHONES
 
 
+def test_a_batch_given_up_after_a_lost_answer_and_resumed_is_uncertain_not_rejected(
+    simulator: StartSim, tmp_path: Path
+) -> None:
+    """The run gives batch 2 up (no retries) after its request's answer was lost; that request
+    stored it. Resume sends it again and this server answers "none added": uncertain."""
+    sim = spiking_sim(simulator, 2, reject_existing=True)
+    request = RunRequest(
+        inputs=(str(write_numbers(tmp_path / "numeros.csv")),),
+        report=ReportOptions(reports_dir=tmp_path / "reports"),
+        send=send_options(sim, retries=0),
+    )
+    stopped = run_import(request)
+    assert stopped.exit_code is ExitCode.STOPPED
+    resumed = resume_import(stopped.run_dir, Token(TOKEN))
+    wait_until(lambda: idle(sim))
+    assert resumed.exit_code is ExitCode.SOME_FAILED
+    lines = read_lines(stopped.run_dir)
+    statuses = [(line["status"], line["reason"]) for line in lines]
+    assert statuses == (
+        [("added", "added")] * BATCH
+        + [("uncertain", "answer-lost")] * BATCH
+        + [("added", "added")] * BATCH
+    )
+    assert lines[BATCH]["message"].startswith(
+        "batch 3 holds numbers sent before the run stopped by a request whose answer was lost"
+    )
+    assert sim.violations == 0 and sorted(sim.dnc_list()) == PHONES
+
+
 # --- a signal during a wait -------------------------------------------------------------------
 
 
@@ -268,3 +299,108 @@ def test_sigterm_during_a_429_backoff_says_the_numbers_were_not_added(
     }
     assert not any("may or may not" in line["message"] for line in lines)
     assert sim.calls == 1 and sim.dnc_list() == {}
+
+
+# --- the rest outlives the process ------------------------------------------------------------
+
+
+def only_run(reports: Path) -> Path:
+    [run_dir] = [path for path in reports.iterdir() if path.is_dir()]
+    return run_dir
+
+
+def resumed_at_once(sim: Simulator, run_dir: Path) -> tuple[Any, float]:
+    """``resume`` in this process as soon as the stopped run is gone; how long it took."""
+    started = time.monotonic()
+    resumed = resume_import(run_dir, Token(TOKEN))
+    took = time.monotonic() - started
+    wait_until(lambda: idle(sim))
+    return resumed, took
+
+
+def assert_resumed_after_the_abandoned_request(sim: Simulator, run_dir: Path) -> None:
+    assert sim.violations == 0 and sim.max_in_flight == 1
+    [abandoned] = [record for record in sim.requests() if record.call == 1]
+    later = [record for record in sim.requests() if record.call > 1]
+    assert abandoned.end - abandoned.start >= SPIKE and abandoned.stored  # it stored batch 1
+    assert later and min(record.start for record in later) >= abandoned.end
+    log = (run_dir / "run.log").read_text(encoding="utf-8")
+    assert "before using the token: an earlier run" in log
+    assert "stopped while a request of its may still be running on the server" in log
+
+
+def kill_mid_request(sim: Simulator, tmp_path: Path) -> Path:
+    """A run SIGKILLed while its first request (spiked 1 s) is out; read timeout 1.5 s, rest 0.5 s:
+    the request may keep the token until 2 s after it began."""
+    reports = tmp_path / "reports"
+    process = start_cli(
+        sim, write_numbers(tmp_path / "numeros.csv"), reports,
+        "--read-timeout", "1.5", "--lost-answer-wait", "0.5",
+    )  # fmt: skip
+    try:
+        wait_until(lambda: sim.calls == 1 and not idle(sim))
+        process.kill()
+        process.communicate(timeout=30)
+    finally:
+        process.kill()
+    return only_run(reports)
+
+
+def test_a_resume_right_after_a_kill_mid_request_waits_for_that_request(
+    simulator: StartSim, tmp_path: Path
+) -> None:
+    """SIGKILL leaves the lock free at once; the note made before the request tells the resume
+    how long that request may still hold the token on the server."""
+    sim = spiking_sim(simulator, 1)
+    run_dir = kill_mid_request(sim, tmp_path)
+    resumed, took = resumed_at_once(sim, run_dir)
+    assert_resumed_after_the_abandoned_request(sim, run_dir)
+    assert took < 1.5 + 0.5 + 5  # the note's span caps the wait
+    assert resumed.exit_code is ExitCode.OK
+    assert sorted(sim.dnc_list()) == PHONES
+    assert [line["status"] for line in read_lines(run_dir)] == ["added"] * len(PHONES)
+
+
+def test_a_resume_right_after_sigterm_during_the_rest_waits_it_out(
+    simulator: StartSim, tmp_path: Path
+) -> None:
+    """The in-process rest (after a read timeout) is cut short by SIGTERM, and the lock freed;
+    the resume waits what was left of it before its first request."""
+    sim = spiking_sim(simulator, 1, spike=2.0)
+    reports = tmp_path / "reports"
+    process = start_cli(
+        sim, write_numbers(tmp_path / "numeros.csv"), reports,
+        "--read-timeout", str(READ_TIMEOUT), "--lost-answer-wait", "2",
+    )  # fmt: skip
+    sigterm_when_logged(process, reports, "so the token rests 2.0 s")
+    assert process.returncode == ExitCode.STOPPED
+    run_dir = only_run(reports)
+    resumed, _ = resumed_at_once(sim, run_dir)
+    assert_resumed_after_the_abandoned_request(sim, run_dir)
+    assert resumed.exit_code is ExitCode.OK
+    assert [line["status"] for line in read_lines(run_dir)] == ["added"] * len(PHONES)
+
+
+def test_a_batch_resent_by_resume_after_a_lost_answer_is_uncertain_not_rejected(
+    simulator: StartSim, tmp_path: Path
+) -> None:
+    """The killed run's request stored batch 1; its resend by resume is answered "none added"
+    (this server counts numbers already on its list as rejected). The first try may have added
+    them: uncertain (answer-lost), as within one process, never rejected."""
+    sim = spiking_sim(simulator, 1, reject_existing=True)
+    run_dir = kill_mid_request(sim, tmp_path)
+    resumed, _ = resumed_at_once(sim, run_dir)
+    assert resumed.exit_code is ExitCode.SOME_FAILED
+    lines = read_lines(run_dir)
+    first = [(line["status"], line["reason"]) for line in lines[:BATCH]]
+    assert first == [("uncertain", "answer-lost")] * BATCH
+    assert {line["message"] for line in lines[:BATCH]} == {
+        (
+            "batch 2 holds numbers sent before the run stopped by a request whose answer was "
+            "lost, and that request may have added them; then the server added none of the 5 "
+            "numbers of batch 2 (server said: '0 telephones were added'); they may already be on "
+            "the list or match one of its rules: check them with get_dnc"
+        )
+    }
+    assert [line["status"] for line in lines[BATCH:]] == ["added"] * (len(PHONES) - BATCH)
+    assert sorted(sim.dnc_list()) == PHONES
