@@ -257,6 +257,13 @@ def _seconds(value: object, folder: Path) -> float:
     return float(value)
 
 
+def _positive_seconds(value: object, folder: Path) -> float:
+    seconds = _seconds(value, folder)
+    if seconds == 0:
+        raise _Wrong
+    return seconds
+
+
 def _flag(value: object, folder: Path) -> bool:
     if not isinstance(value, bool):
         raise _Wrong
@@ -344,6 +351,8 @@ _KEYS: dict[str, tuple[Convert, str]] = {
     "retries": (_whole(0, 20), "a whole number from 0 to 20"),
     "max_wait": (_seconds, _SECONDS),
     "lock_wait": (_seconds, _SECONDS),
+    "read_timeout": (_positive_seconds, "a number of seconds, more than 0"),
+    "lost_answer_wait": (_seconds, _SECONDS),
     "max_calls": (_whole(1), "a whole number, 1 or more"),
     "encoding": (_encoding, 'a text encoding Python knows, in quotes, e.g. encoding = "cp1252"'),
     "delimiter": (_delimiter, 'one character in quotes, or "tab", e.g. delimiter = ";"'),

@@ -637,11 +637,15 @@ def test_run_log_is_private_masks_numbers_and_never_holds_the_token(
 # --- done when: a nightly run over an inbox, killed, then the next nights ----------------------
 
 
+KILLED_RUN_KEYS: dict[str, object] = {"read_timeout": 2, "lost_answer_wait": 0.05}
+"""Config keys of a nightly run to be killed mid-request: the next one rests the token 2.05 s,
+not the default 150 s (read timeout + lost-answer wait), which the tests' waits would not reach."""
+
+
 def nightly_subprocess(config: Path) -> subprocess.Popen[bytes]:
-    """A nightly run, to be killed mid-request: the next one rests the token 2.05 s, not 150."""
-    rest = ["--read-timeout", "2", "--lost-answer-wait", "0.05"]
+    """A nightly run of ``config`` (made with ``KILLED_RUN_KEYS``), to be killed mid-request."""
     return subprocess.Popen(
-        [sys.executable, "-m", "importer", "run", "--config", str(config), *rest],
+        [sys.executable, "-m", "importer", "run", "--config", str(config)],
         cwd=config.parent,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
         stdout=subprocess.PIPE,
@@ -656,7 +660,7 @@ def test_done_when_a_killed_nightly_run_is_finished_by_the_next_night(tmp_path: 
         SimConfig(token=TOKEN, faults=Faults(latency=0.1), db_path=tmp_path / "sim.db")
     ).start()
     try:
-        config = nightly_config(tmp_path, sim)
+        config = nightly_config(tmp_path, sim, **KILLED_RUN_KEYS)
         inbox, reports = tmp_path / "inbox", tmp_path / "reports"
         write_csv(inbox / "lunes.csv", [*monday, *invalid])
 
@@ -721,7 +725,7 @@ def test_a_run_still_sending_is_never_resumed_beside_itself(tmp_path: Path) -> N
     numbers = phones(60)
     sim = Simulator(SimConfig(token=TOKEN, faults=Faults(latency=0.15))).start()
     try:
-        config = nightly_config(tmp_path, sim)
+        config = nightly_config(tmp_path, sim, **KILLED_RUN_KEYS)
         write_csv(tmp_path / "inbox" / "a.csv", numbers)
         process = nightly_subprocess(config)
         deadline = time.monotonic() + 30
