@@ -6,6 +6,9 @@ batches of columns (``Source.columns``), ``importer.columnar_validator`` judges 
 puts them into the journal. The lines, their order, their ids in the journal and the counts
 are those of the row-at-a-time path (``validate`` -> ``Journal.add_outcomes`` ->
 ``Journal.mark_duplicates``); the run keeps them (``RunLines``) to write its reports from.
+A dry run stores none (``Journal.keep_no_lines``): its reports come from those it keeps, and
+it leaves nothing to resume (a million lines cost a second process 3-4 s of CPU to store,
+and 170 MB of disk).
 
 ``DNC_IMPORT_BULK_BYTES`` sets the size (in bytes, all inputs together) from which a run takes
 the bulk path (default ``BULK_BYTES``; ``0``: always), for tests and benchmarks.
@@ -13,18 +16,17 @@ the bulk path (default ``BULK_BYTES``; ``0``: always), for tests and benchmarks.
 
 from __future__ import annotations
 
-import ctypes
 import os
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from importer.config import ValidateOptions
+from importer.heap import give_back
 from importer.journal import Journal
 from importer.reader import Source
-from importer.reporter import write_csv_reports
 
 if TYPE_CHECKING:
-    from importer.columns import RunLines
+    from importer.columns import RunLines, SheetLines
 
 __all__ = ["BULK_BYTES", "bulk_wanted", "load_bulk", "refresh_lines"]
 
@@ -46,51 +48,56 @@ def load_bulk(
     options: ValidateOptions,
     rows_read: Callable[[int], None],
 ) -> tuple[RunLines, int]:
-    """Judge every row of ``sources`` into the journal; return the lines and the duplicates.
+    """Judge every row of ``sources``; return the lines and how many are duplicates.
 
-    The lines go into the journal as they are judged; the duplicates are marked in it last.
+    A sending run's lines go into the journal as they are judged, the duplicates marked in it
+    last; a dry run's are not stored (the journal says so: ``Journal.keeps_lines``).
     """
     # pyarrow (~0.4 s to load) only for the runs that take this path
-    from importer.columnar_validator import ColumnValidator
-    from importer.columns import RunLines, SheetLines, pyarrow_without_pandas
-    from importer.duplicates import find_duplicates
+    from importer.columns import pyarrow_without_pandas
     from importer.line_loader import LineWriter
 
     pyarrow_without_pandas()
     _give_memory_back()
-    validator = ColumnValidator(options)
-    sheets: list[SheetLines] = []
-    with LineWriter(journal) as writer:
-        for source in sources:
-            for batch in source.columns():
-                table = validator.compact_lines(batch)
-                sheets.append(SheetLines(batch.source_file, batch.sheet, table))
-                writer.add(sheets[-1])
-                rows_read(len(batch.rows))
-            _trim()  # a workbook's cells, freed now
-        lines = RunLines(sheets, find_duplicates(sheets))
-        writer.mark(lines.duplicates)
-        if writer.elsewhere:  # this process only counts the lines stored: no 16 MB cache
-            journal.lower_cache()
-        if writer.elsewhere and _dry_run(journal):
-            # a dry run's lines never change: its CSV reports are written while they are stored
-            lines.csv_written = write_csv_reports(journal.path.parent, lines)
-        writer.close()
+    if _dry_run(journal):
+        journal.keep_no_lines()
+        lines = _judged(sources, options, rows_read)
+    else:
+        with LineWriter(journal) as writer:
+            lines = _judged(sources, options, rows_read, writer.add)
+            writer.mark(lines.duplicates)
+            if writer.elsewhere:  # this process only counts the lines stored: no 16 MB cache
+                journal.lower_cache()
+            writer.close()
     journal.lower_cache()  # the lines are held here from now on (issue 5: peak memory)
-    _trim()  # what judging, the duplicates and the reports freed
+    give_back()  # what judging and the duplicates freed
     return lines, len(lines.duplicates.lines)
 
 
-def _trim() -> None:
-    """Hand the C heap's free memory back to the system (glibc's ``malloc_trim``): reading and
-    judging free tens of MB (calamine's cells, rows as Python lists, regular expressions)
-    that the heap would otherwise keep for the rest of the run (~13 MB of a 200,000-row
-    workbook's). Nothing where the C library has no such call."""
-    try:
-        trim = ctypes.CDLL(None).malloc_trim
-    except (OSError, AttributeError, TypeError):  # not glibc, or no C library by that name
-        return
-    trim(0)
+def _judged(
+    sources: Sequence[Source],
+    options: ValidateOptions,
+    rows_read: Callable[[int], None],
+    store: Callable[[SheetLines], None] | None = None,
+) -> RunLines:
+    """The lines of every row of ``sources``, each batch handed to ``store`` as judged, and
+    their duplicates."""
+    from importer.columnar_validator import ColumnValidator
+    from importer.columns import RunLines, SheetLines
+    from importer.duplicates import find_duplicates
+
+    validator = ColumnValidator(options)
+    sheets: list[SheetLines] = []
+    for source in sources:
+        for batch in source.columns():
+            sheets.append(
+                SheetLines(batch.source_file, batch.sheet, validator.compact_lines(batch))
+            )
+            if store is not None:
+                store(sheets[-1])
+            rows_read(len(batch.rows))
+        give_back()  # a workbook's cells, freed now
+    return RunLines(sheets, find_duplicates(sheets))
 
 
 def _dry_run(journal: Journal) -> bool:

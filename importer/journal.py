@@ -5,7 +5,8 @@ The pipeline streams validator outcomes in (``add_outcomes``), marks duplicates 
 each batch as in flight before its request leaves (``begin_batch``) and commits each verdict
 durably before the next batch leaves (``record_batch``). The reporter writes every report from
 it (``rows`` and ``counts``), so reports can be rebuilt at any time and ``resume`` finds
-exactly what was not confirmed.
+exactly what was not confirmed. A bulk-path dry run alone stores no lines (``keeps_lines``):
+it writes its reports from the lines it holds, and leaves nothing to resume.
 
 A batch is one row (``batches``), its line ids held as runs of consecutive ids: beginning and
 closing a batch of 1000 numbers writes that row, not 1000 (issue 5: 1000 single-line writes
@@ -239,6 +240,10 @@ class LineCounts(TypedDict):
     """Every reason present, sorted."""
 
 
+LINES_KEPT_META = "lines_kept"
+"""Meta: ``false`` when the run's lines are not stored (``Journal.keep_no_lines``)."""
+
+
 class Journal:
     """One run's journal file. Use ``create`` for a new run, ``open`` to read or resume one.
 
@@ -422,6 +427,16 @@ class Journal:
         with self._guard("read run settings"):
             rows = self._db.execute("SELECT key, value FROM meta ORDER BY key").fetchall()
         return {key: json.loads(value) for key, value in rows}
+
+    def keep_no_lines(self) -> None:
+        """Record that the run's lines are not stored here (a bulk-path dry run holds them in
+        memory for its reports, and leaves nothing to resume): see ``keeps_lines``."""
+        self.set_meta(LINES_KEPT_META, False)
+
+    def keeps_lines(self) -> bool:
+        """Whether the journal holds every line of its run, as every run's does but a
+        bulk-path dry run's (``keep_no_lines``): only then can its reports be written from it."""
+        return self.get_meta(LINES_KEPT_META) is not False
 
     def add_source(self, path: str, sha256: str, detected: Mapping[str, object]) -> None:
         """Record one input file, its sha256 and what the reader detected in it."""

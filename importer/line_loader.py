@@ -321,7 +321,6 @@ def read_back(lines: RunLines, journal: Journal) -> None:
     if next(rows, None) is not None:
         raise JournalError(f"run journal {journal.path} holds more lines than the run read")
     lines.duplicates = Duplicates.none()  # the journal's statuses hold them now
-    lines.csv_written = None  # the CSV reports written ahead no longer hold these lines
 
 
 if __name__ == "__main__":

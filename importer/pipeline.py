@@ -46,8 +46,9 @@ from importer.errors import (
     SendStopped,
     UsageError,
 )
+from importer.heap import give_back
 from importer.http11 import make_sender
-from importer.journal import Journal, line_ranges_json
+from importer.journal import LINES_KEPT_META, Journal, line_ranges_json
 from importer.ledger import Ledger
 from importer.lock import token_lock
 from importer.model import BatchResult, RawRow, Reason, Status
@@ -235,6 +236,8 @@ def run_import(
                     stats = _send(
                         journal, request.send, shown, ledger, settle=lines is None, queue=queue
                     )
+                    del queue
+                    give_back()  # the send queue and the batches' work (issue 5's peak)
                 since = clock.add("send", since)
             return _finish(journal, run_dir, stats, clock, since, lines, ledger=request.ledger)
         except KeyboardInterrupt:
@@ -274,6 +277,8 @@ def resume_import(
             )
         if state == "finished":
             return _already_finished(journal, run_dir, run_id)
+        if not journal.keeps_lines():  # a dry run's: it finishes or stays "loading"
+            raise JournalError(_lines_not_kept(run_id))
         try:
             _check_inputs(journal, run_id, shown, strict=check_inputs)
             send = _stored_send_options(journal, token)
@@ -312,7 +317,8 @@ def resume_import(
 
 
 def _already_finished(journal: Journal, run_dir: Path, run_id: str) -> RunResult:
-    """A finished run: its reports are left as they are (rebuilt only if summary.json is gone)."""
+    """A finished run: its reports are left as they are (rebuilt only if summary.json is gone,
+    from the journal: a JournalError if it holds no lines)."""
     log.info("resume of run %s: it had already finished, nothing left to send", run_id)
     try:
         summary = json.loads((run_dir / SUMMARY_JSON).read_text(encoding="utf-8"))
@@ -322,9 +328,20 @@ def _already_finished(journal: Journal, run_dir: Path, run_id: str) -> RunResult
         names = summary["reports"].get("files")
         files = {str(n).replace(".", "_"): str(run_dir / str(n)) for n in names or ()}
         result = RunResult(run_id, run_dir, ExitCode.OK, summary, files)
+    elif not journal.keeps_lines():
+        raise JournalError(_lines_not_kept(run_id))
     else:
         result = _finish(journal, run_dir, None, _Clock(), time.perf_counter())
     return replace(result, exit_code=ExitCode.OK, resumed=True, nothing_to_do=True)
+
+
+def _lines_not_kept(run_id: str) -> str:
+    """Why the reports of a run whose journal holds no lines (``Journal.keeps_lines``) cannot
+    be written again."""
+    return (
+        f"run {run_id} was a dry run whose lines are not kept: its reports cannot be written "
+        f"again; run the dry run again (nothing was sent)"
+    )
 
 
 def _interrupted(run_id: str, *, resumable: bool) -> Interrupted:
@@ -476,7 +493,8 @@ def _load(
     """Judge every row into the journal, duplicates marked; check every row has its lines.
 
     Big runs take the bulk path (``importer.bulk_load``), which returns the lines it keeps for
-    the reports; the row-at-a-time path returns None.
+    the reports (a dry run's only there, not in the journal); the row-at-a-time path returns
+    None.
     """
     lines: RunLines | None = None
     if bulk_wanted(sources):
@@ -825,6 +843,8 @@ def _report(
     """``_finish`` once the lines are up to date: the reports, then the run's end."""
     settings = meta.get("settings")
     settings = settings if isinstance(settings, dict) else {}
+    if lines is None and meta.get(LINES_KEPT_META) is False:  # never empty reports
+        raise JournalError(_lines_not_kept(str(meta.get("run_id"))))
     counts = journal.counts() if lines is None else lines.counts()
     by_status = counts["by_status"]
     exit_code = _exit_code(by_status, stats, bool(settings.get("strict")))

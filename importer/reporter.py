@@ -44,7 +44,6 @@ from importer.model import ATTENTION_STATUSES, OUTCOME_COLUMNS, Outcome
 from importer.xlsx_writer import write_xlsx, write_xlsx_xml
 
 if TYPE_CHECKING:
-    from importer.columnar_reports import Written
     from importer.columns import SheetLines
 
 OUTCOMES_CSV = "outcomes.csv"
@@ -182,9 +181,7 @@ def write_reports(
         (run_dir / SUMMARY_JSON).unlink(missing_ok=True)  # back once every report is written
     with _writing(run_dir), _replacing(written["outcomes_csv"], written["errors_csv"]) as temps:
         if isinstance(outcomes, ColumnLines):
-            tally = _written_early(outcomes, temps) or _write_table_csvs(
-                temps[0], temps[1], outcomes
-            )
+            tally = _write_table_csvs(temps[0], temps[1], outcomes)
         else:
             tally = _write_csvs(temps[0], temps[1], _safe_rows(outcomes))
         _reconcile(tally, expected, run_dir, OUTCOMES_CSV)
@@ -209,44 +206,6 @@ def write_reports(
     ):
         out.write(text)
     return {kind: str(path) for kind, path in written.items()}
-
-
-def write_csv_reports(run_dir: Path, lines: ColumnLines) -> Written | None:
-    """Write outcomes.csv and errors.csv of ``lines`` (the bulk path's) now, beside their
-    places in ``run_dir``; return what they hold, or None if they could not be written (nothing
-    is raised: ``write_reports`` writes them again, and says why if it cannot either).
-
-    A dry run writes them while its journal stores the lines, and keeps what this returns as
-    ``RunLines.csv_written``: ``write_reports`` then puts these files in place as they are.
-    """
-    early = _early_paths(run_dir)
-    try:
-        tally = _write_table_csvs(*early, lines)
-    except OSError:
-        for path in early:
-            with suppress(OSError):
-                path.unlink()
-        return None
-    from importer.columnar_reports import Written
-
-    written = Written()
-    written.lines, written.pairs = tally.lines, tally.pairs
-    return written
-
-
-def _early_paths(run_dir: Path) -> tuple[Path, Path]:
-    return run_dir / f".{OUTCOMES_CSV}.early", run_dir / f".{ERRORS_CSV}.early"
-
-
-def _written_early(lines: ColumnLines, temps: tuple[Path, ...]) -> _Tally | None:
-    """The CSV files ``write_csv_reports`` wrote of ``lines``, moved to ``temps``; None if it
-    did not (or the lines changed since: ``RunLines.csv_written`` is then None)."""
-    written = getattr(lines, "csv_written", None)
-    if written is None:
-        return None
-    for early, temp in zip(_early_paths(temps[0].parent), temps, strict=True):
-        os.replace(early, temp)
-    return _Tally.of(written.lines, written.pairs)
 
 
 def human_summary(summary: Mapping[str, object]) -> str:
@@ -508,8 +467,8 @@ def _expected_counts(summary: Mapping[str, object], run_dir: Path) -> _Expected:
         )
     except (TypeError, ValueError) as exc:
         raise ReportError(
-            f"the summary has no usable counts ({exc}) (this is a bug; the journal in "
-            f"{run_dir} holds every line)"
+            f"the summary has no usable counts ({exc}) (this is a bug: please report it with "
+            f"the run folder {run_dir})"
         ) from exc
 
 
@@ -542,8 +501,8 @@ def _reconcile(tally: _Tally, expected: _Expected, run_dir: Path, name: str) -> 
     if problems:
         shown = "; ".join(problems[:5]) + ("; ..." if len(problems) > 5 else "")
         raise ReportError(
-            f"counts do not reconcile: {shown} (this is a bug; the journal in {run_dir} "
-            f"holds every line)"
+            f"counts do not reconcile: {shown} (this is a bug: please report it with the run "
+            f"folder {run_dir})"
         )
 
 
