@@ -9,20 +9,18 @@
 from __future__ import annotations
 
 import sys
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from importlib.machinery import ModuleSpec
 from types import ModuleType
-from typing import TYPE_CHECKING
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from importer.journal import LineCounts
 from importer.model import CellValue, RawRow, Reason, Status
-
-if TYPE_CHECKING:
-    from importer.columnar_reports import Written
 
 __all__ = [
     "BATCH_ROWS",
@@ -33,6 +31,7 @@ __all__ = [
     "RowColumns",
     "RunLines",
     "SheetLines",
+    "pair_counts",
     "pyarrow_without_pandas",
     "with_messages",
 ]
@@ -180,9 +179,6 @@ class RunLines:
 
     sheets: list[SheetLines]
     duplicates: Duplicates = field(default_factory=Duplicates.none)
-    csv_written: Written | None = None
-    """What outcomes.csv and errors.csv of these lines hold, when they were written ahead
-    (``reporter.write_csv_reports``); None once the lines change (``line_loader.read_back``)."""
 
     @property
     def count(self) -> int:
@@ -236,11 +232,10 @@ class RunLines:
         by_status = {status.value: 0 for status in Status}
         by_reason: dict[str, int] = {}
         for sheet in self.sheets:
-            grouped = sheet.table.group_by(["status", "reason"]).aggregate([([], "count_all")])
-            for values in grouped.to_pylist():
-                count = values["count_all"]
-                by_status[values["status"]] = by_status.get(values["status"], 0) + count
-                by_reason[values["reason"]] = by_reason.get(values["reason"], 0) + count
+            pairs = pair_counts(sheet.table.column("status"), sheet.table.column("reason"))
+            for (status, reason), count in pairs.items():
+                by_status[status] = by_status.get(status, 0) + count
+                by_reason[reason] = by_reason.get(reason, 0) + count
         duplicates = len(self.duplicates.lines)
         if duplicates:  # every duplicate was a ready line (reason valid)
             by_status[Status.READY.value] -= duplicates
@@ -253,6 +248,41 @@ class RunLines:
             by_status=by_status,
             by_reason=dict(sorted(by_reason.items())),
         )
+
+
+def pair_counts(
+    first: pa.Array | pa.ChunkedArray, second: pa.Array | pa.ChunkedArray
+) -> Counter[tuple[str, str]]:
+    """How many times each (first, second) pair of two string columns occurs (a null is None).
+
+    Not ``Table.group_by``: that runs on pyarrow's query engine (Acero), whose first use loads
+    its libraries and starts its thread pool, ~11 MB for the rest of the run (issue 5's peak
+    memory); two dictionary encodings and a ``numpy.bincount`` of their codes count the same.
+    """
+    counts: Counter[tuple[str, str]] = Counter()
+    left, right = _chunks(first), _chunks(second)
+    if len(left) != len(right) or any(len(a) != len(b) for a, b in zip(left, right)):
+        left, right = [_whole(first)], [_whole(second)]
+    for one, two in zip(left, right, strict=True):
+        if not len(one):
+            continue
+        a = pc.dictionary_encode(one, null_encoding="encode")
+        b = pc.dictionary_encode(two, null_encoding="encode")
+        width = len(b.dictionary)
+        codes = a.indices.to_numpy().astype(np.int64) * width + b.indices.to_numpy()
+        found = np.bincount(codes, minlength=len(a.dictionary) * width)
+        names, reasons = a.dictionary.to_pylist(), b.dictionary.to_pylist()
+        for code in np.flatnonzero(found).tolist():
+            counts[(names[code // width], reasons[code % width])] += int(found[code])
+    return counts
+
+
+def _chunks(column: pa.Array | pa.ChunkedArray) -> list[pa.Array]:
+    return list(column.chunks) if isinstance(column, pa.ChunkedArray) else [column]
+
+
+def _whole(column: pa.Array | pa.ChunkedArray) -> pa.Array:
+    return column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
 
 
 def _distinct(rows: pa.Array) -> int:

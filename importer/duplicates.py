@@ -60,19 +60,42 @@ class _Lines:
         self.starts = np.cumsum([0] + [table.num_rows for table in tables[:-1]])
 
     def ready_keys(self) -> tuple[np.ndarray, np.ndarray]:
-        """(places, telephone keys) of the ``ready`` lines; equal keys are equal telephones."""
-        places, telephones = [], []
+        """(places, telephone keys) of the ``ready`` lines; equal keys are equal telephones.
+
+        Filled into arrays made once, a table at a time, each table's telephones let go as
+        soon as they are keys (issue 5's peak memory: no list of parts joined at the end)."""
+        total = sum(table.num_rows for table in self.tables)
+        places = np.empty(total, np.int64)
+        keys: np.ndarray | None = np.empty(total, np.int64)
+        count = 0
         for start, table in zip(self.starts, self.tables, strict=True):
             at = pc.indices_nonzero(pc.equal(table.column("status"), Status.READY.value))
-            places.append(at.to_numpy().astype(np.int64) + start)
-            telephones.append(pc.take(table.column("telephone"), at))
-        numbers = [found for column in telephones if (found := _numbers(column)) is not None]
-        if len(numbers) == len(telephones):
-            keys = np.concatenate(numbers) if numbers else np.array([], np.int64)
-        else:  # some telephone is no plain number: codes for them all
-            whole = pa.chunked_array(telephones, pa.string()).combine_chunks()
+            places[count : count + len(at)] = at.to_numpy()
+            places[count : count + len(at)] += start
+            if keys is not None:
+                found = _numbers(pc.take(table.column("telephone"), at))
+                if found is None:  # some telephone is no plain number: codes for them all
+                    keys = None
+                else:
+                    keys[count : count + len(at)] = found
+            count += len(at)
+        places = places[:count]
+        if keys is None:
+            whole = pa.chunked_array(
+                [pc.take(table.column("telephone"), pa.array(self._local(places, n)))
+                 for n, table in enumerate(self.tables)],
+                pa.string(),
+            ).combine_chunks()  # fmt: skip
             keys = pc.dictionary_encode(whole).indices.to_numpy().astype(np.int64)
-        return np.concatenate(places) if places else np.array([], np.int64), keys
+        return places, keys[:count]
+
+    def _local(self, places: np.ndarray, table: int) -> np.ndarray:
+        """The places of ``places`` (sorted) inside table ``table``, counted from its start."""
+        start = self.starts[table]
+        end = start + self.tables[table].num_rows
+        low, high = np.searchsorted(places, [start, end])
+        local: np.ndarray = places[low:high] - start
+        return local
 
     def take(self, name: str, at: np.ndarray) -> pa.Array:
         """Column ``name`` of the lines at places ``at`` (in that order)."""

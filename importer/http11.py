@@ -13,7 +13,7 @@ import select
 import socket
 import ssl
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import httpx
 
@@ -41,7 +41,10 @@ def make_sender(options: SendOptions) -> httpx.Client | KeepAliveTransport:
     proxies = urllib.request.getproxies_environment()
     if any(proxies.get(scheme) for scheme in ("http", "https", "all")):
         return make_http_client(options)
-    return KeepAliveTransport(httpx.create_ssl_context(verify=_verify(options)))
+    verify = _verify(options)  # a bad --ca-bundle is refused now, before anything is sent
+    # the default CA store is loaded only if the run connects over https (~1.6 MB of memory
+    # that a run against http://, the simulator, never needs: issue 5's peak)
+    return KeepAliveTransport(lambda: httpx.create_ssl_context(verify=verify))
 
 
 def _verify(options: SendOptions) -> ssl.SSLContext | bool:
@@ -88,7 +91,9 @@ class KeepAliveTransport(httpx.BaseTransport):
     while the server does. ``handle_request`` is the httpx interface over the same two steps.
     """
 
-    def __init__(self, ssl_context: ssl.SSLContext) -> None:
+    def __init__(self, ssl_context: ssl.SSLContext | Callable[[], ssl.SSLContext]) -> None:
+        """``ssl_context``: the TLS context, or what makes it when a first https connection
+        needs it."""
         self._ssl_context = ssl_context
         self._sock: socket.socket | None = None
         self._origin: tuple[bytes, str, int] | None = None
@@ -196,7 +201,7 @@ class KeepAliveTransport(httpx.BaseTransport):
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if scheme == b"https":
-                sock = self._ssl_context.wrap_socket(sock, server_hostname=origin[1])
+                sock = self._tls().wrap_socket(sock, server_hostname=origin[1])
         except TimeoutError as exc:
             sock.close()
             raise httpx.ConnectTimeout(str(exc) or "timed out") from exc
@@ -206,6 +211,11 @@ class KeepAliveTransport(httpx.BaseTransport):
         self._sock, self._origin = sock, origin
         self.connections += 1
         return sock
+
+    def _tls(self) -> ssl.SSLContext:
+        if not isinstance(self._ssl_context, ssl.SSLContext):
+            self._ssl_context = self._ssl_context()
+        return self._ssl_context
 
 
 class _BadAnswer(Exception):

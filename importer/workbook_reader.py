@@ -26,6 +26,7 @@ from python_calamine import (
 from importer.config import ReadOptions
 from importer.errors import InputError
 from importer.header_finder import Scan, _Layout, _locate, _NoPhoneColumn, _quoted, _seen_headers
+from importer.heap import give_back
 from importer.model import CellValue, RawRow
 from importer.source import Source, SourceInfo, _one_line, sha256_file
 from importer.workbook_guard import not_a_workbook, password_protected, workbook_format
@@ -119,12 +120,21 @@ class _WorkbookSource(Source):
                 try:
                     for layout in self._layouts:
                         parsed, layout.parsed = layout.parsed, None  # read once
-                        _, rows, _ = _sheet_rows(name, wb, layout.info.name, parsed)
+                        rows = _sheet_rows(name, wb, layout.info.name, parsed)[1]
                         del parsed  # the rows hold the sheet until they are all read
                         plan = (layout.phone, layout.days, layout.header_row or 0)
-                        yield from workbook_columns(
-                            name, layout.info, layout.info.name, rows, plan, _cell
+                        # every batch of the sheet taken first, then the sheet let go, before
+                        # any is judged: calamine holds every cell of it (~29 MB for 200,000
+                        # rows of three columns), its batches only their phone and days cells
+                        # (issue 5: the peak was the sheet and the judged lines together)
+                        batches = list(
+                            workbook_columns(name, layout.info, layout.info.name, rows, plan, _cell)
                         )
+                        del rows
+                        give_back()
+                        batches.reverse()
+                        while batches:  # each batch let go once judged
+                            yield batches.pop()
                 finally:
                     if wb is not None:
                         wb.close()

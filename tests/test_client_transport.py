@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -376,6 +377,24 @@ def test_against_the_simulator_one_connection_for_every_batch() -> None:
                 assert client.add_dnc(batch).added == 10
         assert sim.connections == 1 and sim.calls == 3
         assert len(sim.dnc_list()) == 30
+
+
+def test_the_ca_store_is_loaded_only_for_https(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Loading the default CA store costs ~1.6 MB for the whole run (issue 5's peak memory):
+    a run over http:// (the simulator) never loads it."""
+    made: list[object] = []
+    real = httpx.create_ssl_context
+
+    def counted(*args: Any, **kwargs: Any) -> ssl.SSLContext:
+        made.append(kwargs.get("verify"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(httpx, "create_ssl_context", counted)
+    with Simulator(SimConfig(token=TOKEN)) as sim:
+        opts = options(sim.add_dnc_url)
+        with make_sender(opts) as sender:
+            assert WolkvoxClient(sender, opts).add_dnc(ITEMS).added == 2
+    assert made == []  # https: test_tls_is_verified_and_a_ca_bundle_is_honoured
 
 
 def test_make_sender_leaves_a_proxy_to_httpx(monkeypatch: pytest.MonkeyPatch) -> None:
