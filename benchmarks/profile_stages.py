@@ -45,7 +45,7 @@ STAGES: tuple[tuple[str, tuple[Where, ...], tuple[Where, ...]], ...] = (
         "  bulk: read columns",
         (
             ("columnar_reader.py", "grouped"),
-            ("columnar_reader.py", "_text_batches"),
+            ("columnar_reader.py", "text_columns"),  # the wait for parts split ahead too
             ("columnar_reader.py", "workbook_columns"),
         ),
         (),

@@ -20,11 +20,13 @@ import codecs
 import csv
 import gc
 import itertools
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from dataclasses import dataclass
 from operator import itemgetter
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -34,8 +36,11 @@ from importer.model import CellValue, RawRow
 
 __all__ = ["TextLayout", "grouped", "text_columns", "workbook_columns"]
 
-_READ_BYTES = 8 * 1024 * 1024
-"""Bytes of a text file split at a time (cut after its last line end)."""
+_READ_BYTES = 2 * 1024 * 1024
+"""Bytes of a text file split at a time (cut after its last line end): about one batch of
+lines. The next part is split while this one is judged, and both cost memory meanwhile (peak
+RSS of a million-line dry run, measured: 239-246 MiB with 8 MiB parts split one at a time;
+read ahead, 244-252 with 2 MiB parts, 242-270 with 4 MiB, 264-279 with 8 MiB)."""
 _MAX_LINE_BYTES = 1024 * 1024
 """``text_reader._MAX_LINE_BYTES``: a text file with a longer line is refused when opened."""
 _MAX_COLUMNS = 16_384
@@ -76,9 +81,45 @@ def text_columns(
     """The data rows of a text file in batches, filling ``counts`` as ``rows()`` would.
 
     ``rows`` is the file's own row reader, used from the first line of a part of the file that
-    holds a line the csv module would refuse (so that it raises its own error there).
+    holds a line the csv module would refuse (so that it raises its own error there). Each part
+    of the file is read and split in a second thread while the one before is used (pyarrow lets
+    go of the interpreter meanwhile).
     """
     counts.rows = counts.blank_rows = 0
+    refused = None
+    with closing(_read_ahead(_text_parts(layout))) as parts:
+        for part in parts:
+            if isinstance(part, int):
+                refused = part
+                break
+            counts.blank_rows += part.blank_rows
+            counts.rows += len(part.numbers)
+            for start in range(0, len(part.numbers), BATCH_ROWS):
+                yield RowColumns(
+                    layout.name,
+                    "",
+                    part.numbers.slice(start, BATCH_ROWS),
+                    part.phones.slice(start, BATCH_ROWS),
+                    None if part.days is None else part.days.slice(start, BATCH_ROWS),
+                )
+    if refused is not None:
+        yield from _from_line(rows, refused)
+
+
+@dataclass(frozen=True)
+class _TextPart:
+    """The data rows of some lines of a text file: their numbers, phone and days fields (None:
+    no days column), and how many blank lines were among them."""
+
+    numbers: pa.Array
+    phones: pa.Array
+    days: pa.Array | None
+    blank_rows: int
+
+
+def _text_parts(layout: TextLayout) -> Generator[_TextPart | int, None, None]:
+    """The data rows of the file a part at a time; at a part holding a line the csv module would
+    refuse, the number of that part's first line instead, and no more."""
     done = 0  # lines before the current part
     for lines in _line_parts(layout):
         first = done + 1
@@ -87,9 +128,28 @@ def text_columns(
         fields = pc.split_pattern(lines.slice(skip), layout.delimiter)
         widths = pc.list_value_length(fields)
         if _refused(lines.slice(skip), widths):
-            yield from _from_line(rows, first + skip)
+            yield first + skip
             return
-        yield from _text_batches(layout, counts, fields, widths, lines.slice(skip), first + skip)
+        yield _text_part(layout, fields, widths, lines.slice(skip), first + skip)
+
+
+_Made = TypeVar("_Made")
+
+
+def _read_ahead(parts: Generator[_Made, None, None]) -> Generator[_Made, None, None]:
+    """``parts`` in order, the next one made in a second thread while this one is used (one:
+    each part costs memory while it waits). An error making one is raised here; once this ends
+    (closed early too), no part is being made and ``parts`` is closed."""
+    pool = ThreadPoolExecutor(1, thread_name_prefix="dnc-read-ahead")
+    coming = pool.submit(next, parts, None)
+    try:
+        while (part := coming.result()) is not None:
+            coming = pool.submit(next, parts, None)
+            yield part
+    finally:
+        coming.cancel()
+        pool.shutdown()  # waits for the part being made
+        parts.close()
 
 
 def _line_parts(layout: TextLayout) -> Iterator[pa.Array]:
@@ -153,33 +213,21 @@ def _from_line(rows: Callable[[], Iterator[RawRow]], line: int) -> Iterator[RowC
     yield from grouped(row for row in rows() if row.row >= line)
 
 
-def _text_batches(
-    layout: TextLayout,
-    counts: _Counts,
-    fields: pa.Array,
-    widths: pa.Array,
-    lines: pa.Array,
-    first: int,
-) -> Iterator[RowColumns]:
-    """The data rows of some lines (numbered from ``first``) in batches."""
+def _text_part(
+    layout: TextLayout, fields: pa.Array, widths: pa.Array, lines: pa.Array, first: int
+) -> _TextPart:
+    """The data rows of some lines (numbered from ``first``), split into ``fields``."""
     numbers = pc.add(
         pc.cumulative_sum(pc.fill_null(pa.nulls(len(lines), pa.int64()), 1)), first - 1
     )
     blank = _blank(lines, layout.delimiter)
     data = pc.invert(blank)
-    counts.blank_rows += pc.sum(blank).as_py() or 0
-    phones = pc.filter(_field(fields, widths, layout.phone), data)
-    days = None if layout.days is None else pc.filter(_field(fields, widths, layout.days), data)
-    numbers = pc.filter(numbers, data)
-    counts.rows += len(numbers)
-    for start in range(0, len(numbers), BATCH_ROWS):
-        yield RowColumns(
-            layout.name,
-            "",
-            numbers.slice(start, BATCH_ROWS),
-            phones.slice(start, BATCH_ROWS),
-            None if days is None else days.slice(start, BATCH_ROWS),
-        )
+    return _TextPart(
+        pc.filter(numbers, data),
+        pc.filter(_field(fields, widths, layout.phone), data),
+        None if layout.days is None else pc.filter(_field(fields, widths, layout.days), data),
+        pc.sum(blank).as_py() or 0,
+    )
 
 
 def _blank(lines: pa.Array, delimiter: str) -> pa.Array:
@@ -220,6 +268,7 @@ def workbook_columns(
     for _ in itertools.islice(rows, skip):
         pass
     first = skip + 1  # the number of the next row
+    batch = _SheetBatch()
     while chunk := _chunk(rows):
         phones = _cells(chunk, phone)
         numbers: Sequence[int] = range(first, first + len(chunk))
@@ -231,16 +280,23 @@ def workbook_columns(
             phones, numbers = [phones[at] for at in kept], [numbers[at] for at in kept]
         sheet.rows += len(chunk)
         if chunk:
-            batch = _SheetBatch()
             batch.add(numbers, phones, None if days is None else _cells(chunk, days), cell)
+        del chunk  # its rows (every cell of them, not only the two kept) go now
+        if len(batch.rows) >= _WORKBOOK_BATCH:
             yield batch.columns(name, sheet_name)
+            batch = _SheetBatch()
+    if batch.rows:
+        yield batch.columns(name, sheet_name)
 
 
-_WORKBOOK_CHUNK = 8_192
-"""Workbook rows taken from calamine at a time (as Python lists, ~2.5 MB), and judged as one
-batch: while calamine holds the whole sheet, smaller batches keep the peak down (~20 MB less
-than ``BATCH_ROWS`` for 200,000 rows, and 16,384 rows ~8 MB more than this, at no cost in
-time measured)."""
+_WORKBOOK_CHUNK = 2_048
+"""Workbook rows taken from calamine at a time, as Python lists of every cell of the row (a
+sheet's other columns too), made and let go while calamine holds the whole sheet (issue 5:
+200,000 rows' peak RSS, measured when each chunk was also judged as it was read: 147 MB with
+2,048 rows, 152 with 8,192, 161 with 16,384)."""
+_WORKBOOK_BATCH = 8_192
+"""Rows judged as one batch (their phone and days cells only): judging costs ~140 pyarrow calls
+a batch whatever its size, ~1 s more CPU for 200,000 rows in batches of 2,048 than of 8,192."""
 
 
 def _chunk(rows: Iterator[list[Any]]) -> list[list[Any]]:

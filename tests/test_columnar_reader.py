@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import sys
 import tempfile
-from collections.abc import Iterator
+import threading
+from collections.abc import Generator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings
@@ -152,6 +154,60 @@ def test_every_test_file_reads_the_same(name: str) -> None:
     except InputError:
         return  # refused when opened (the gallery's bad files)
     assert found == expected
+
+
+def _reading_threads() -> list[threading.Thread]:
+    return [thread for thread in threading.enumerate() if thread.name.startswith("dnc-read-ahead")]
+
+
+def test_a_text_files_parts_are_split_in_a_second_thread(tmp_path: Path) -> None:
+    path = tmp_path / "numbers.csv"
+    path.write_bytes(b"telefono;dias\n" + b"".join(b"31912%05d;30\n" % n for n in range(300)))
+    split_in = []
+    part = columnar_reader._text_part
+
+    def recording(*args: Any) -> Any:
+        split_in.append(threading.current_thread().name)
+        return part(*args)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(columnar_reader, "_READ_BYTES", 1024)
+        patch.setattr(columnar_reader, "_text_part", recording)
+        expected, found, counts = both_ways(path, ReadOptions())
+        assert found == expected and counts == [(300, 0)]
+        assert len(split_in) == 5 and all(n.startswith("dnc-read-ahead") for n in split_in)
+        batches = open_source(path, ReadOptions()).columns()
+        next(batches)
+        batches.close()  # type: ignore[attr-defined]  # a reader stopping after one part
+        assert len(split_in) <= 5 + 2  # the part used and the one made meanwhile
+    assert not _reading_threads()
+
+
+def test_the_parts_read_ahead_raise_their_error_and_stop_with_their_reader() -> None:
+    def failing() -> Generator[int, None, None]:
+        yield 1
+        raise OSError("input/output error")
+
+    parts = columnar_reader._read_ahead(failing())
+    assert next(parts) == 1
+    with pytest.raises(OSError, match="input/output error"):
+        next(parts)
+
+    made, closed = [], []
+
+    def many() -> Generator[int, None, None]:
+        try:
+            for n in range(1000):
+                made.append(n)
+                yield n
+        finally:
+            closed.append(True)
+
+    ahead = columnar_reader._read_ahead(many())
+    assert next(ahead) == 0
+    ahead.close()
+    assert len(made) <= 2 and closed == [True]  # the part used, maybe the next one
+    assert not _reading_threads()
 
 
 def test_the_whitespace_list_is_pythons() -> None:

@@ -10,8 +10,11 @@ columns must write the same outcomes.csv, errors.csv and outcomes.xlsx as from t
 
 from __future__ import annotations
 
+import io
+import threading
 import zipfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pyarrow as pa
@@ -19,6 +22,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from importer import columnar_reports
+from importer.columnar_reports import write_csvs
 from importer.columns import LINE_SCHEMA, RunLines, SheetLines
 from importer.duplicates import find_duplicates
 from importer.journal import Journal
@@ -156,15 +161,118 @@ def test_sent_lines_reports_are_the_journals(
 def _same_reports(folder: Path, journal: Journal, lines: RunLines, counts: object) -> None:
     (folder / "j").mkdir()
     (folder / "c").mkdir()
+    (folder / "t").mkdir()
     write_reports(folder / "j", journal, _summary(counts), xlsx=True)  # type: ignore[arg-type]
     write_reports(folder / "c", lines, _summary(counts), xlsx=True)  # type: ignore[arg-type]
+    with _a_big_run():  # the CSV pages rendered in threads, 2 lines a page
+        write_reports(folder / "t", lines, _summary(counts), xlsx=False)  # type: ignore[arg-type]
     for name in ("outcomes.csv", "errors.csv"):
         assert (folder / "c" / name).read_bytes() == (folder / "j" / name).read_bytes(), name
+        assert (folder / "t" / name).read_bytes() == (folder / "j" / name).read_bytes(), name
     with zipfile.ZipFile(folder / "j" / "outcomes.xlsx") as a, \
             zipfile.ZipFile(folder / "c" / "outcomes.xlsx") as b:  # fmt: skip
         assert a.namelist() == b.namelist()
         for name in a.namelist():
             assert a.read(name) == b.read(name), name
+
+
+@contextmanager
+def _a_big_run(page: int = 2) -> Iterator[None]:
+    """``write_csvs`` writes any run as a big one (pages rendered in threads), ``page`` lines a
+    page."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(columnar_reports, "_BIG_RUN", 0)
+        patch.setattr(columnar_reports, "_BIG_PAGE", page)
+        yield
+
+
+def _rendering_threads() -> list[threading.Thread]:
+    return [thread for thread in threading.enumerate() if thread.name.startswith("dnc-csv-pages")]
+
+
+def _many_lines(count: int) -> RunLines:
+    """``count`` lines of one sheet, every 5th one invalid (errors.csv holds it)."""
+    invalid = [at % 5 == 0 for at in range(count)]
+    columns = {
+        "row": list(range(2, count + 2)),
+        "part": [1] * count,
+        "raw_phone": [f"=31912{at:05}" for at in range(count)],
+        "raw_days": ["30"] * count,
+        "telephone": [f"31912{at:05}" for at in range(count)],
+        "days_block": [30] * count,
+        "status": ["invalid" if bad else "ready" for bad in invalid],
+        "reason": ["too-short" if bad else "valid" for bad in invalid],
+        "message": ["a, b" if bad else "ok" for bad in invalid],
+    }
+    table = pa.table({name: pa.array(columns[name], LINE_SCHEMA.field(name).type)
+                      for name in LINE_SCHEMA.names})  # fmt: skip
+    return RunLines([SheetLines("a.csv", "", table)])
+
+
+def test_a_big_runs_pages_are_rendered_in_threads_and_written_in_order() -> None:
+    lines = _many_lines(100)
+    expected = io.BytesIO(), io.BytesIO()
+    written = write_csvs(lines, *expected)
+    rendered: list[str] = []
+    render = columnar_reports._csv_page
+
+    def recording(sheet: SheetLines, table: pa.Table) -> object:
+        rendered.append(threading.current_thread().name)
+        return render(sheet, table)
+
+    got = io.BytesIO(), io.BytesIO()
+    with _a_big_run(page=7), pytest.MonkeyPatch.context() as patch:
+        patch.setattr(columnar_reports, "_csv_page", recording)
+        threaded = write_csvs(lines, *got)
+    assert len(rendered) == 15
+    assert all(name.startswith("dnc-csv-pages") for name in rendered)
+    assert [out.getvalue() for out in got] == [out.getvalue() for out in expected]
+    assert expected[1].getvalue().count(b"\r\n") == 20
+    pairs = {("invalid", "too-short"): 20, ("ready", "valid"): 80}
+    assert (threaded.lines, threaded.pairs) == (written.lines, written.pairs) == (100, pairs)
+    assert not _rendering_threads()
+
+
+def test_an_error_rendering_a_page_is_raised_and_ends_the_threads() -> None:
+    render = columnar_reports._csv_page
+    calls = []
+
+    def failing(sheet: SheetLines, table: pa.Table) -> object:
+        calls.append(1)
+        if len(calls) == 3:
+            raise MemoryError("rendering page 3")
+        return render(sheet, table)
+
+    out = io.BytesIO(), io.BytesIO()
+    with _a_big_run(), pytest.MonkeyPatch.context() as patch:
+        patch.setattr(columnar_reports, "_csv_page", failing)
+        with pytest.raises(MemoryError, match="rendering page 3"):
+            write_csvs(_many_lines(1000), *out)
+    assert len(calls) < 10  # at most the pages in flight past the one that failed
+    assert out[0].getvalue().count(b"\r\n") == 4  # the 2 pages before it, written
+    assert not _rendering_threads()
+
+
+def test_an_error_writing_stops_the_rendering_before_it_is_raised() -> None:
+    class Full(io.BytesIO):
+        def write(self, data: object) -> int:
+            if self.tell() > 20:
+                raise OSError(28, "No space left on device")
+            return super().write(data)  # type: ignore[arg-type]
+
+    render = columnar_reports._csv_page
+    calls = []
+
+    def counting(sheet: SheetLines, table: pa.Table) -> object:
+        calls.append(1)
+        return render(sheet, table)
+
+    with _a_big_run(), pytest.MonkeyPatch.context() as patch:
+        patch.setattr(columnar_reports, "_csv_page", counting)
+        with pytest.raises(OSError, match="No space left"):
+            write_csvs(_many_lines(1000), Full(), io.BytesIO())
+    assert len(calls) < 10  # of 500 pages: those in flight when the writing failed
+    assert not _rendering_threads()
 
 
 def test_the_sent_columns_are_read_back_from_the_journal(tmp_path: Path) -> None:
@@ -187,8 +295,6 @@ def test_the_sent_columns_are_read_back_from_the_journal(tmp_path: Path) -> None
 def test_rows_made_ahead_raise_the_makers_error_and_stop_with_their_reader() -> None:
     """``xlsx_rows`` makes each page in a second thread: its error is raised to the caller,
     and a caller that stops early stops it too."""
-    import threading
-
     from importer.columnar_reports import _made_ahead
 
     def failing() -> Iterator[memoryview]:
