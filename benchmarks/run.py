@@ -9,7 +9,9 @@ Two scenarios, each run by both programs on the same file, alternating which goe
 - ``csv-dry-run``: the CSV, ``--dry-run``, all reports.
 
 Each program runs as its own process (``sys.executable``), timed from spawn to exit;
-its peak memory is the ``ru_maxrss`` that ``os.wait4`` returns for that one child. Each
+its peak memory is the ``ru_maxrss`` that ``os.wait4`` returns for it (the largest of it and its
+children, each counted alone), forked from a small launcher (``benchmarks/peak.py``: forked from
+the runner, a program would start with the runner's own peak). Each
 import is given a fresh simulator (fresh SQLite list) in another process
 (``benchmarks.simserver``) so that the server never shares the GIL with the measured process.
 The tool's modules are compiled to bytecode first (``compile_tool``), as installing it does.
@@ -42,7 +44,6 @@ import os
 import shlex
 import subprocess
 import sys
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -56,6 +57,7 @@ from benchmarks.report import BATCH_SIZE, Results, Run, Scenario, load_average, 
 
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE = Path(__file__).resolve().parent / "reference.py"
+PEAK = Path(__file__).resolve().parent / "peak.py"
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 TOKEN = "bench-token-5f0c1e7a"
 VALID_STATUSES = frozenset({"ready", "added"})
@@ -71,19 +73,26 @@ class BenchError(Exception):
 
 
 def measure(cmd: Sequence[str], env: dict[str, str], log_stem: Path) -> tuple[float, float, int]:
-    """(wall seconds, peak RSS MiB, exit code) of ``cmd``, its output in ``log_stem.out/.err``."""
+    """(wall seconds, peak RSS MiB, exit code) of ``cmd``, its output in ``log_stem.out/.err``.
+
+    ``cmd`` is forked by ``benchmarks/peak.py``, a small process of its own, which times it and
+    takes its ``ru_maxrss``: forked from this one it would start with this process's peak (see
+    there)."""
+    measured = log_stem.with_suffix(".peak")
+    launcher = [sys.executable, "-I", str(PEAK), str(measured), *cmd]
     with (
         log_stem.with_suffix(".out").open("wb") as out,
         log_stem.with_suffix(".err").open("wb") as err,
     ):
-        start = time.perf_counter()
-        proc = subprocess.Popen(
-            cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env, cwd=ROOT
-        )
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return wall, usage.ru_maxrss / 1024, proc.returncode
+        proc = subprocess.run(
+            launcher, stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env, cwd=ROOT,
+            check=False,
+        )  # fmt: skip
+    try:
+        wall, peak_kib = measured.read_text(encoding="ascii").split()
+    except (OSError, ValueError) as exc:
+        raise BenchError(f"{cmd[0]} was not measured ({exc}): see {log_stem}.err") from exc
+    return float(wall), int(peak_kib) / 1024, proc.returncode
 
 
 @dataclass

@@ -106,3 +106,24 @@ def test_the_profile_stages_name_functions_that_exist(monkeypatch: pytest.Monkey
 
     assert missing_functions() == []
     assert len(STAGES) > 10
+
+
+def test_a_measured_program_does_not_inherit_the_runners_peak(tmp_path: Path) -> None:
+    """Linux carries a process's peak RSS across fork and exec: a program forked from a big
+    runner would report the runner's size as its own peak. ``measure`` forks it from a small
+    launcher instead: a program that holds next to nothing reports next to nothing."""
+    from benchmarks.run import measure
+
+    held = bytearray(200 * 1024 * 1024)  # this process, as the runner after a big round
+    for at in range(0, len(held), 4096):
+        held[at] = 1
+    wall, peak, code = measure([sys.executable, "-I", "-c", "pass"], {}, tmp_path / "tiny")
+    del held
+    assert code == 0 and 0 < wall < 30
+    assert peak < 60, f"a bare interpreter measured {peak:.0f} MiB: the runner's peak leaked in"
+    wall, peak, code = measure(
+        [sys.executable, "-I", "-c", "import sys; b = bytearray(80 << 20); sys.exit(3)"],
+        {},
+        tmp_path / "big",
+    )
+    assert code == 3 and peak >= 80  # its own peak and exit code are measured
