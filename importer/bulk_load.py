@@ -28,7 +28,7 @@ from importer.reader import Source
 if TYPE_CHECKING:
     from importer.columns import RunLines, SheetLines
 
-__all__ = ["BULK_BYTES", "bulk_wanted", "load_bulk", "refresh_lines"]
+__all__ = ["BULK_BYTES", "bulk_wanted", "load_bulk"]
 
 BULK_BYTES = 1024 * 1024
 """Below this (about 30,000 rows) the row-at-a-time path is as fast: pyarrow alone takes
@@ -104,13 +104,6 @@ def _dry_run(journal: Journal) -> bool:
     """Whether the run of ``journal`` sends nothing (its settings say so)."""
     settings = journal.get_meta("settings")
     return isinstance(settings, dict) and settings.get("dry_run") is True
-
-
-def refresh_lines(lines: RunLines, journal: Journal) -> None:
-    """Read again the columns sending changes (status, reason, message, batch) from the journal."""
-    from importer.line_loader import read_back
-
-    read_back(lines, journal)
 
 
 def _give_memory_back() -> None:

@@ -1,8 +1,9 @@
 """A run that takes the bulk path writes exactly the reports of the row-at-a-time path.
 
 Through the CLI, ``DNC_IMPORT_BULK_BYTES=0`` makes any run take the bulk path (columns, the
-column validator, the duplicates found in the columns, the second process storing the lines,
-the reports written from the columns); the default takes the row path for these small files.
+column validator, the duplicates found in the columns, the second process storing the lines
+of a sending run, the reports written from the columns); the default takes the row path for
+these small files.
 Every report file must be the same bytes (summary.json but its times, run id and folder), for
 dry runs over the sample data and the test gallery, and for a run that sends to the simulator
 (where the lines sending changed are read back from the journal).
