@@ -12,6 +12,7 @@ from __future__ import annotations
 import select
 import socket
 import ssl
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping
 
@@ -42,8 +43,18 @@ def make_sender(options: SendOptions) -> httpx.Client | KeepAliveTransport:
     if any(proxies.get(scheme) for scheme in ("http", "https", "all")):
         return make_http_client(options)
     verify = _verify(options)  # a bad --ca-bundle is refused now, before anything is sent
-    # the default CA store is loaded only if the run connects over https (~1.6 MB of memory
-    # that a run against http://, the simulator, never needs: issue 5's peak)
+    if urllib.parse.urlsplit(options.url).scheme == "https":
+        # the CA store loaded now too: one that cannot be is a setup error before any request,
+        # not a connection error retried batch after batch
+        try:
+            return KeepAliveTransport(httpx.create_ssl_context(verify=verify))
+        except (OSError, ssl.SSLError) as exc:
+            raise UsageError(
+                f"the CA certificates that verify the server cannot be loaded ({exc}): check "
+                "SSL_CERT_FILE and SSL_CERT_DIR, or give --ca-bundle FILE"
+            ) from exc
+    # over http:// (the simulator) no CA store is ever needed (~1.6 MB: issue 5's peak); a
+    # redirect is never followed, so the connection can only become https through a new URL
     return KeepAliveTransport(lambda: httpx.create_ssl_context(verify=verify))
 
 

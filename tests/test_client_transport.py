@@ -26,7 +26,7 @@ import pytest
 
 from importer.client import WolkvoxClient, encode_body
 from importer.config import SendOptions, Token
-from importer.errors import EndpointRefused
+from importer.errors import EndpointRefused, UsageError
 from importer.http11 import KeepAliveTransport, make_http_client, make_sender
 from importer.model import SendItem
 from importer.simulator import SimConfig, Simulator
@@ -395,6 +395,19 @@ def test_the_ca_store_is_loaded_only_for_https(monkeypatch: pytest.MonkeyPatch) 
         with make_sender(opts) as sender:
             assert WolkvoxClient(sender, opts).add_dnc(ITEMS).added == 2
     assert made == []  # https: test_tls_is_verified_and_a_ca_bundle_is_honoured
+
+
+def test_a_ca_store_that_cannot_be_loaded_is_a_setup_error_before_sending(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Over https the CA store is loaded when the sender is made: a missing one is named with
+    its fix, not retried batch after batch as a connection error."""
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "missing.pem"))
+    with pytest.raises(UsageError, match="SSL_CERT_FILE and SSL_CERT_DIR, or give --ca-bundle"):
+        make_sender(options("https://wv0002.wolkvox.com/api/v2/campaign.php?api=add_dnc"))
+    plain = make_sender(options("http://127.0.0.1:9/api/v2/campaign.php?api=add_dnc"))
+    assert isinstance(plain, KeepAliveTransport)  # http:// never needs it
+    plain.close()
 
 
 def test_make_sender_leaves_a_proxy_to_httpx(monkeypatch: pytest.MonkeyPatch) -> None:
