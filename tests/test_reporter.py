@@ -459,5 +459,3 @@ def test_reports_always_reconcile_with_the_journal(outcomes: list[Outcome], xlsx
     attention = [o for o in outcomes if o.status in {Status.INVALID, Status.REJECTED,
                  Status.UNCERTAIN, Status.FAILED, Status.NOT_SENT}]  # fmt: skip
     assert [row[0] for row in errors[1:]] == [safe_cell(o.raw_phone) for o in attention]
-
-
