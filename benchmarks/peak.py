@@ -7,8 +7,8 @@ big process starts with that process's peak as its own. The benchmark runner hol
 of valid numbers it compares (~250 MB after a 1M-row round), so every program it forked after
 that reported at least the runner's size (a 143 MiB import measured 248 MiB in round 2). Forked
 from this process instead (~10 MB, standard library only, no site packages with ``-I``), the
-measured program's peak is its own. Its exit code is this process's exit code; OUT gets
-``wall_seconds peak_kib``.
+measured program's peak is its own. OUT gets ``wall_seconds peak_kib exit_code`` (``-N`` when
+signal N killed it); this process exits with the program's code (128 + N for a signal).
 """
 
 import os
@@ -27,9 +27,10 @@ def main() -> int:
             os._exit(127)
     _, status, usage = os.wait4(pid, 0)
     wall = time.perf_counter() - start
+    code = os.waitstatus_to_exitcode(status)  # -N: killed by signal N
     with open(out, "w", encoding="ascii") as f:
-        f.write(f"{wall:.6f} {usage.ru_maxrss}\n")
-    return os.waitstatus_to_exitcode(status)
+        f.write(f"{wall:.6f} {usage.ru_maxrss} {code}\n")
+    return code if code >= 0 else 128 - code
 
 
 if __name__ == "__main__":

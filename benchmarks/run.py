@@ -89,10 +89,13 @@ def measure(cmd: Sequence[str], env: dict[str, str], log_stem: Path) -> tuple[fl
             check=False,
         )  # fmt: skip
     try:
-        wall, peak_kib = measured.read_text(encoding="ascii").split()
+        wall, peak_kib, code = measured.read_text(encoding="ascii").split()
     except (OSError, ValueError) as exc:
-        raise BenchError(f"{cmd[0]} was not measured ({exc}): see {log_stem}.err") from exc
-    return float(wall), int(peak_kib) / 1024, proc.returncode
+        raise BenchError(
+            f"{cmd[0]} was not measured (launcher exit {proc.returncode}, {exc}): see "
+            f"{log_stem}.err"
+        ) from exc
+    return float(wall), int(peak_kib) / 1024, int(code)
 
 
 @dataclass

@@ -127,3 +127,9 @@ def test_a_measured_program_does_not_inherit_the_runners_peak(tmp_path: Path) ->
         tmp_path / "big",
     )
     assert code == 3 and peak >= 80  # its own peak and exit code are measured
+    _, _, code = measure(
+        [sys.executable, "-I", "-c", "import os, signal; os.kill(os.getpid(), signal.SIGKILL)"],
+        {},
+        tmp_path / "killed",
+    )
+    assert code == -9  # a signal stays a signal, as subprocess reports it
