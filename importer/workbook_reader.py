@@ -10,10 +10,10 @@ the fix.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from python_calamine import (
     CalamineError,
@@ -33,6 +33,8 @@ from importer.workbook_guard import not_a_workbook, password_protected, workbook
 
 if TYPE_CHECKING:
     from importer.columns import RowColumns
+
+_T = TypeVar("_T")
 
 
 @contextmanager
@@ -94,6 +96,17 @@ class _WorkbookSource(Source):
         self._path, self._layouts = p, layouts
 
     def rows(self) -> Iterator[RawRow]:
+        return self._read(self._sheet)
+
+    def columns(self) -> Iterator[RowColumns]:
+        return self._read(self._sheet_columns)
+
+    def _read(
+        self, sheet: Callable[[str, CalamineWorkbook | None, _Layout], Iterator[_T]]
+    ) -> Iterator[_T]:
+        """What ``sheet`` makes of each sheet read, in order: the workbook opened again unless
+        every sheet is still parsed from the probe; calamine's errors and panics as one-line
+        InputErrors."""
         name = self.info.path
         try:
             with _no_panic(name, self._path):
@@ -101,7 +114,7 @@ class _WorkbookSource(Source):
                 wb = None if parsed else _load(name, self._path)
                 try:
                     for layout in self._layouts:
-                        yield from self._sheet(name, wb, layout)
+                        yield from sheet(name, wb, layout)
                 finally:
                     if wb is not None:
                         wb.close()
@@ -109,38 +122,25 @@ class _WorkbookSource(Source):
             _one_line(exc)
             raise
 
-    def columns(self) -> Iterator[RowColumns]:
+    def _sheet_columns(
+        self, name: str, wb: CalamineWorkbook | None, layout: _Layout
+    ) -> Iterator[RowColumns]:
         from importer.columnar_reader import workbook_columns  # pyarrow, only where it is used
 
-        name = self.info.path
-        try:
-            with _no_panic(name, self._path):
-                all_parsed = all(layout.parsed is not None for layout in self._layouts)
-                wb = None if all_parsed else _load(name, self._path)
-                try:
-                    for layout in self._layouts:
-                        parsed, layout.parsed = layout.parsed, None  # read once
-                        rows = _sheet_rows(name, wb, layout.info.name, parsed)[1]
-                        del parsed  # the rows hold the sheet until they are all read
-                        plan = (layout.phone, layout.days, layout.header_row or 0)
-                        # every batch of the sheet taken first, then the sheet let go, before
-                        # any is judged: calamine holds every cell of it (~29 MB for 200,000
-                        # rows of three columns), its batches only their phone and days cells
-                        # (issue 5: the peak was the sheet and the judged lines together)
-                        batches = list(
-                            workbook_columns(name, layout.info, layout.info.name, rows, plan, _cell)
-                        )
-                        del rows
-                        give_back()
-                        batches.reverse()
-                        while batches:  # each batch let go once judged
-                            yield batches.pop()
-                finally:
-                    if wb is not None:
-                        wb.close()
-        except InputError as exc:
-            _one_line(exc)
-            raise
+        parsed, layout.parsed = layout.parsed, None  # read once
+        rows = _sheet_rows(name, wb, layout.info.name, parsed)[1]
+        del parsed  # the rows hold the sheet until they are all read
+        plan = (layout.phone, layout.days, layout.header_row or 0)
+        # every batch of the sheet taken first, then the sheet let go, before any is judged:
+        # calamine holds every cell of it (~29 MB for 200,000 rows of three columns), its
+        # batches only their phone and days cells (issue 5: the peak was the sheet and the
+        # judged lines together)
+        batches = list(workbook_columns(name, layout.info, layout.info.name, rows, plan, _cell))
+        del rows
+        give_back()
+        batches.reverse()
+        while batches:  # each batch let go once judged
+            yield batches.pop()
 
     def _sheet(self, name: str, wb: CalamineWorkbook | None, layout: _Layout) -> Iterator[RawRow]:
         sheet = layout.info
